@@ -79,6 +79,13 @@ type Iterable interface {
 	Entries(ctx context.Context, yield func(Entry) bool) error
 }
 
+// Record is one key and value read from a table's source file, with the
+// line it started on (for warnings and for postmap -d).
+type Record struct {
+	Key, Value string
+	Line       int
+}
+
 // Named is implemented by tables that know the "type:name" they were opened as.
 type Named interface {
 	Name() string
@@ -222,6 +229,9 @@ type Options struct {
 	// Registry opens nested tables (unionmap:, pipemap:, proxy:). Nil means
 	// the registry that is opening this table.
 	Registry *Registry
+	// Aliases says the source file is in aliases(5) format (postalias,
+	// alias_maps) rather than postmap's "key value" format.
+	Aliases bool
 	// Create asks a writable table type to create or truncate its store
 	// (postmap building a table). Ignored by read-only types.
 	Create bool
