@@ -1,0 +1,285 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/postkit-mail/postkit/config"
+	"github.com/postkit-mail/postkit/internal/oracle"
+)
+
+// pcDerived are parameters whose values come from other settings or the
+// host; every corpus file is checked for them with -x.
+var pcDerived = []string{
+	"myorigin", "mydestination", "mydomain", "myhostname", "mynetworks", "mynetworks_style",
+	"relay_domains", "smtpd_relay_restrictions", "append_dot_mydomain", "smtputf8_enable",
+	"smtpd_relay_before_recipient_restrictions", "smtpd_tls_fingerprint_digest",
+	"compatibility_level", "local_transport", "local_recipient_maps", "config_directory",
+}
+
+// pcConfigDir makes a world-searchable scratch dir holding main.cf.
+func pcConfigDir(t *testing.T, maincf []byte) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "main.cf"), maincf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "master.cf"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// pcRunOurs runs postkit postconf in-process.
+func pcRunOurs(args ...string) oracle.Result {
+	var out, errb bytes.Buffer
+	code := postconfMain(args, nil, &out, &errb)
+	return oracle.Result{Stdout: out.Bytes(), Stderr: errb.Bytes(), Code: code}
+}
+
+// pcLines returns the distinct lines of b, sorted: Postfix emits some
+// warnings in hash-table order and some twice, so stderr is compared as a
+// set.
+func pcLines(b []byte) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		if l != "" && !seen[l] {
+			seen[l] = true
+			out = append(out, l)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// pcCompare runs both postconfs with args and compares stdout byte for
+// byte, the exit code, and stderr as a set of lines.
+func pcCompare(t *testing.T, args ...string) {
+	t.Helper()
+	want := oracle.Run(t, nil, "postconf", args...)
+	got := pcRunOurs(args...)
+	if !bytes.Equal(got.Stdout, want.Stdout) {
+		t.Errorf("postconf %v stdout:\n got: %q\nwant: %q", args, got.Stdout, want.Stdout)
+	}
+	if got.Code != want.Code {
+		t.Errorf("postconf %v exit code %d, want %d (stderr %q)", args, got.Code, want.Code, got.Stderr)
+	}
+	if g, w := strings.Join(pcLines(got.Stderr), "\n"), strings.Join(pcLines(want.Stderr), "\n"); g != w {
+		t.Errorf("postconf %v stderr:\n got: %q\nwant: %q", args, g, w)
+	}
+}
+
+// pcNamesIn returns the parameter names a main.cf sets.
+func pcNamesIn(t *testing.T, file string, data []byte) []string {
+	cfg, err := config.Parse(file, bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	return cfg.Names()
+}
+
+func TestPostconfOracleCorpus(t *testing.T) {
+	oracle.Require(t, "postconf")
+	files, err := filepath.Glob("../../config/testdata/maincf/*.cf")
+	if err != nil || len(files) < 25 {
+		t.Fatalf("corpus: %d files, %v", len(files), err)
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := pcConfigDir(t, data)
+			pcCompare(t, "-c", dir, "-n")
+			pcCompare(t, "-c", dir, "-nh")
+			pcCompare(t, "-c", dir, "-nx")
+			names := append(pcNamesIn(t, file, data), pcDerived...)
+			pcCompare(t, append([]string{"-c", dir, "-x"}, names...)...)
+			pcCompare(t, append([]string{"-c", dir, "-h"}, names...)...)
+			pcCompare(t, append([]string{"-c", dir}, names...)...)
+		})
+	}
+}
+
+func TestPostconfOracleAll(t *testing.T) {
+	oracle.Require(t, "postconf")
+	// Every parameter, raw and expanded, for one ordinary main.cf.
+	dir := pcConfigDir(t, []byte("compatibility_level = 3.6\nmyhostname = mx.example.com\n"))
+	for _, args := range [][]string{{"-c", dir}, {"-c", dir, "-x"}} {
+		want := oracle.Run(t, nil, "postconf", args...)
+		got := pcRunOurs(args...)
+		pcDiffLines(t, args, got.Stdout, want.Stdout)
+	}
+}
+
+// pcDiffLines compares outputs line by line, ignoring process_id (a
+// different process each run), and reports each differing line.
+func pcDiffLines(t *testing.T, args []string, got, want []byte) {
+	t.Helper()
+	drop := func(b []byte) map[string]string {
+		m := map[string]string{}
+		for _, l := range strings.Split(string(b), "\n") {
+			name, _, _ := strings.Cut(l, " =")
+			if name != "process_id" && l != "" {
+				m[name] = l
+			}
+		}
+		return m
+	}
+	g, w := drop(got), drop(want)
+	bad := 0
+	for name, wl := range w {
+		if g[name] != wl {
+			bad++
+			if bad <= 20 {
+				t.Errorf("postconf %v: got %q, want %q", args, g[name], wl)
+			}
+		}
+	}
+	for name, gl := range g {
+		if _, ok := w[name]; !ok {
+			t.Errorf("postconf %v: extra %q", args, gl)
+		}
+	}
+	if bad > 20 {
+		t.Errorf("postconf %v: %d lines differ", args, bad)
+	}
+}
+
+func TestPostconfOracleDefaults(t *testing.T) {
+	oracle.Require(t, "postconf")
+	dir := pcConfigDir(t, nil)
+	// All defaults in one run, raw and expanded: a mismatch is a bug in
+	// the default table or in the computed defaults.
+	for _, args := range [][]string{{"-c", dir, "-d"}, {"-c", dir, "-dx"}} {
+		want := oracle.Run(t, nil, "postconf", args...)
+		got := pcRunOurs(args...)
+		if got.Code != want.Code {
+			t.Errorf("postconf %v: exit %d, want %d", args, got.Code, want.Code)
+		}
+		pcDiffLines(t, args, got.Stdout, want.Stdout)
+	}
+	pcCompare(t, "-c", dir, "-d", "myhostname", "mydomain", "mynetworks", "nosuch_parameter")
+	pcCompare(t, "-c", dir, "-dh", "mynetworks_style", "relay_domains")
+}
+
+func TestPostconfOracleErrors(t *testing.T) {
+	oracle.Require(t, "postconf")
+	files, _ := filepath.Glob("../../config/testdata/maincf-errors/*.cf")
+	if len(files) == 0 {
+		t.Fatal("no error corpus")
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			data, _ := os.ReadFile(file)
+			dir := pcConfigDir(t, data)
+			for _, args := range [][]string{{"-c", dir, "-n"}, {"-c", dir, "-x", "myorigin", "mynetworks"}} {
+				want := oracle.Run(t, nil, "postconf", args...)
+				got := pcRunOurs(args...)
+				if got.Code != want.Code || !bytes.Equal(got.Stdout, want.Stdout) {
+					t.Errorf("postconf %v: exit %d stdout %q, want exit %d stdout %q (stderr %q)", args, got.Code, got.Stdout, want.Code, want.Stdout, got.Stderr)
+				}
+				// The same problem is named: the last line (the fatal
+				// error) and every distinct warning match.
+				if g, w := strings.Join(pcLines(got.Stderr), "\n"), strings.Join(pcLines(want.Stderr), "\n"); g != w {
+					t.Errorf("postconf %v stderr:\n got: %q\nwant: %q", args, g, w)
+				}
+			}
+		})
+	}
+}
+
+func TestPostconfOracleUsage(t *testing.T) {
+	oracle.Require(t, "postconf")
+	dir := pcConfigDir(t, []byte("myorigin = x\n"))
+	for _, args := range [][]string{
+		{"-c", dir, "-n", "-d"},
+		{"-c", dir, "-e", "-X", "a"},
+		{"-c", dir, "-n", "-e", "a=1"},
+		{"-c", dir, "-e"},
+		{"-c", dir, "-e", "foo"},
+		{"-c", dir, "-e", "=v"},
+		{"-c", dir, "-m", "-n"},
+		{"-c", dir + "/nonexistent", "-n"},
+		{"-c", dir, "-n", "nosuch", "myorigin", "mydomain"},
+		{"-c", dir, "-h", "myorigin", "relay_domains"},
+	} {
+		want := oracle.Run(t, nil, "postconf", args...)
+		got := pcRunOurs(args...)
+		if got.Code != want.Code || !bytes.Equal(got.Stdout, want.Stdout) {
+			t.Errorf("postconf %v: exit %d stdout %q, want exit %d stdout %q", args, got.Code, got.Stdout, want.Code, want.Stdout)
+		}
+		if g, w := pcLines(got.Stderr), pcLines(want.Stderr); strings.Join(g, "\n") != strings.Join(w, "\n") {
+			t.Errorf("postconf %v stderr:\n got: %q\nwant: %q", args, g, w)
+		}
+	}
+}
+
+func TestPostconfOracleEdit(t *testing.T) {
+	oracle.Require(t, "postconf")
+	const base = "# head comment\n\nmyorigin = 1\n  cont\n# mid\n\tcont2\nmydomain = 2 # x\n\n  \nrelayhost=3\nmyorigin = again\n# tail"
+	cases := []struct {
+		file string
+		args []string
+	}{
+		{base, []string{"-e", "myorigin=new value", "mydomain="}},
+		{base, []string{"-e", "mynetworks = 10.0.0.0/8"}},
+		{base + "\n", []string{"-e", "mynetworks = 10.0.0.0/8"}},
+		{base, []string{"-X", "myorigin", "nosuch"}},
+		{base, []string{"-#", "myorigin", "relayhost"}},
+		{base, []string{"myorigin=implied", "relayhost = [mx]:25"}},
+		{base, []string{"-e", "myorigin=a", "myorigin=b"}},
+		{"", []string{"-e", "myorigin=x"}},
+		{"myorigin = x\n  y\n  z\nmydomain = d\n", []string{"-X", "myorigin"}},
+	}
+	for _, tc := range cases {
+		ours := pcConfigDir(t, []byte(tc.file))
+		theirs := pcConfigDir(t, []byte(tc.file))
+		want := oracle.Run(t, nil, "postconf", append([]string{"-c", theirs}, tc.args...)...)
+		got := pcRunOurs(append([]string{"-c", ours}, tc.args...)...)
+		if got.Code != want.Code {
+			t.Errorf("%v: exit %d, want %d", tc.args, got.Code, want.Code)
+		}
+		if g, w := strings.Join(pcLines(got.Stderr), "\n"), strings.Join(pcLines(bytes.ReplaceAll(want.Stderr, []byte(theirs), []byte(ours))), "\n"); g != w {
+			t.Errorf("%v stderr:\n got: %q\nwant: %q", tc.args, g, w)
+		}
+		g, _ := os.ReadFile(filepath.Join(ours, "main.cf"))
+		w, _ := os.ReadFile(filepath.Join(theirs, "main.cf"))
+		if !bytes.Equal(g, w) {
+			t.Errorf("%v on %q:\n got: %q\nwant: %q", tc.args, tc.file, g, w)
+		}
+	}
+}
+
+func TestPostconfMapTypes(t *testing.T) {
+	got := pcRunOurs("-m")
+	if got.Code != 0 {
+		t.Fatalf("exit %d: %s", got.Code, got.Stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(string(got.Stdout)), "\n")
+	if !sort.StringsAreSorted(lines) {
+		t.Errorf("-m not sorted: %q", lines)
+	}
+	for _, typ := range []string{"hash", "cidr", "regexp", "texthash"} {
+		if !strings.Contains("\n"+string(got.Stdout), "\n"+typ+"\n") {
+			t.Errorf("-m lacks %s: %q", typ, got.Stdout)
+		}
+	}
+}
+
+func TestPostconfMailConfigEnv(t *testing.T) {
+	oracle.Require(t, "postconf")
+	dir := pcConfigDir(t, []byte("myorigin = env.example\n"))
+	t.Setenv("MAIL_CONFIG", dir)
+	pcCompare(t, "-n")
+	pcCompare(t, "-x", "myorigin")
+}

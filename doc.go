@@ -1,0 +1,39 @@
+// Package postkit is a toolkit for building mail systems in Go: the parts of
+// Postfix and Dovecot as importable packages, composed into servers by short
+// programs in examples/.
+//
+// # The parts
+//
+// Mail flows through the parts as it flows through Postfix:
+//
+//	MUA / remote MTA
+//	    |
+//	smtpserver   (smtpd: listeners, TLS, AUTH, limits; asks restrictions)
+//	    v
+//	cleanup      (header fix-ups, rewrite of addresses, header/body checks)
+//	    v
+//	queue        (durable store and scheduler: qmgr)
+//	    v
+//	mda          (local, virtual, pipe, smtp, lmtp delivery; bounces)
+//	    v
+//	mailbox      (Maildir and mbox)  <-  imapserver, pop3server
+//
+// Every part reads its settings and tables through the foundation:
+//
+//   - [github.com/postkit-mail/postkit/config]: main.cf as Postfix reads it
+//     (logical lines, $name expansion, built-in defaults, typed getters,
+//     postconf -e style editing).
+//   - [github.com/postkit-mail/postkit/address]: RFC 5321/5322 addresses,
+//     quoting as Postfix keeps it, IDNA, recipient_delimiter.
+//   - [github.com/postkit-mail/postkit/maps]: the Map interface and every
+//     Postfix table type (hash, btree, lmdb, dbm, cdb, texthash, inline,
+//     static, unionmap, pipemap, fail, regexp, pcre, cidr, pgsql, mysql,
+//     sqlite), the lookup-key order Postfix uses for addresses and clients,
+//     and match lists (mydestination, mynetworks, ...).
+//
+// The command line, cmd/postkit, offers postmap, postalias, newaliases and
+// postconf with Postfix's flags, output and exit codes.
+//
+// Parts not yet written (the resolver, restrictions, smtpserver, cleanup,
+// queue, mda, mailbox, IMAP and POP3) are listed here as they land.
+package postkit

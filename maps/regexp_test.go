@@ -1,0 +1,399 @@
+package maps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/postkit-mail/postkit/internal/oracle"
+)
+
+// reOurs opens typ:name with a warning collector.
+func reOurs(t testing.TB, typ, name string, opts Options) (Map, *[]string) {
+	t.Helper()
+	var warns []string
+	opts.Warn = func(w Warning) { warns = append(warns, "postmap: warning: "+w.String()) }
+	m, err := NewRegistry().Open(context.Background(), typ+":"+name, opts)
+	if err != nil {
+		t.Fatalf("open %s:%s: %v", typ, name, err)
+	}
+	return m, &warns
+}
+
+// reQuery renders lookups the way "postmap -q" prints them: "key\tvalue"
+// lines for "-q -", the bare value for a single key. An empty result is
+// printed (empty) with Postfix's two warnings.
+func reQuery(t testing.TB, m Map, spec string, keys []string, single bool, warns *[]string) string {
+	t.Helper()
+	var b strings.Builder
+	for _, k := range keys {
+		v, ok, err := m.Lookup(context.Background(), k)
+		if errors.Is(err, ErrEmptyValue) {
+			*warns = append(*warns,
+				fmt.Sprintf("postmap: warning: table %s: key %s: empty string result is not allowed", spec, k),
+				fmt.Sprintf("postmap: warning: table %s should return NO RESULT in case of NOT FOUND", spec))
+			ok, err = true, nil
+		}
+		if err != nil {
+			t.Fatalf("lookup %q: %v", k, err)
+		}
+		if !ok {
+			continue
+		}
+		if single {
+			b.WriteString(v + "\n")
+		} else {
+			b.WriteString(k + "\t" + v + "\n")
+		}
+	}
+	return b.String()
+}
+
+// reKeys reads a key file: one key per line; a line that starts with '"' is
+// a Go-quoted key asked on its own ("postmap -q KEY"), for keys with
+// newlines or surrounding blanks.
+func reKeys(t testing.TB, path string) (batch, single []string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ln := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
+		if ln == "" {
+			continue
+		}
+		if ln[0] == '"' {
+			k, err := strconv.Unquote(ln)
+			if err != nil {
+				t.Fatalf("%s: bad quoted key %s", path, ln)
+			}
+			single = append(single, k)
+			continue
+		}
+		batch = append(batch, ln)
+	}
+	return
+}
+
+// reDiff compares postkit with "postmap -q" for one table file and keys:
+// stdout byte for byte, and the warnings line for line.
+func reDiff(t *testing.T, dir, typ, file string, batch, single []string) {
+	t.Helper()
+	spec := typ + ":" + file
+	res := oracle.Run(t, []byte(strings.Join(batch, "\n")+"\n"), "postmap", "-c", dir, "-q", "-", spec)
+	m, warns := reOurs(t, typ, file, Options{})
+	got := reQuery(t, m, spec, batch, false, warns)
+	if got != string(res.Stdout) {
+		t.Errorf("%s: stdout differs\n--- postmap\n%s--- postkit\n%s", spec, res.Stdout, got)
+	}
+	reCompareWarnings(t, spec, string(res.Stderr), *warns)
+	for _, k := range single {
+		res := oracle.Run(t, nil, "postmap", "-c", dir, "-q", k, spec)
+		m, warns := reOurs(t, typ, file, Options{})
+		got := reQuery(t, m, spec, []string{k}, true, warns)
+		if got != string(res.Stdout) {
+			t.Errorf("%s: key %q: postmap printed %q, postkit %q", spec, k, res.Stdout, got)
+		}
+		reCompareWarnings(t, spec+" key "+strconv.Quote(k), string(res.Stderr), *warns)
+	}
+}
+
+// reCompareWarnings compares warning lines. PCRE2's error offsets are
+// compared only as far as "error in regex at offset": postkit reports the
+// same message but not always the same offset.
+func reCompareWarnings(t *testing.T, what, stderr string, ours []string) {
+	t.Helper()
+	theirs := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
+	if stderr == "" {
+		theirs = nil
+	}
+	norm := func(s string) string {
+		if i := strings.Index(s, "error in regex at offset"); i >= 0 {
+			return s[:i] + "error in regex"
+		}
+		return s
+	}
+	a := make([]string, len(theirs))
+	for i, s := range theirs {
+		a[i] = norm(s)
+	}
+	b := make([]string, len(ours))
+	for i, s := range ours {
+		b[i] = norm(s)
+	}
+	if strings.Join(a, "\n") != strings.Join(b, "\n") {
+		t.Errorf("%s: warnings differ\n--- postmap\n%s\n--- postkit\n%s", what, strings.Join(theirs, "\n"), strings.Join(ours, "\n"))
+	}
+}
+
+// TestRegexpCorpus and TestPCRECorpus run every hand-written table in
+// testdata/<type>/ against the real postmap.
+func TestRegexpCorpus(t *testing.T) { reCorpus(t, "regexp") }
+func TestPCRECorpus(t *testing.T)   { reCorpus(t, "pcre") }
+
+func reCorpus(t *testing.T, typ string) {
+	oracle.Require(t, "postmap")
+	dir := oracle.ConfigDir(t, "")
+	tables, err := filepath.Glob(filepath.Join("testdata", typ, "*.cf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tables) < 20 {
+		t.Fatalf("want at least 20 %s tables in testdata/%s, have %d", typ, typ, len(tables))
+	}
+	for _, tab := range tables {
+		t.Run(filepath.Base(tab), func(t *testing.T) {
+			abs, err := filepath.Abs(tab)
+			if err != nil {
+				t.Fatal(err)
+			}
+			batch, single := reKeys(t, strings.TrimSuffix(tab, ".cf")+".keys")
+			reDiff(t, dir, typ, abs, batch, single)
+		})
+	}
+}
+
+// reGenTable writes a random table: literal-ish patterns with classes,
+// alternations, anchors, groups, flags and $n results.
+func reGenTable(r *rand.Rand, typ string, n int) string {
+	atoms := []string{"a", "b", "c", "x", "y", "z", "A", "B", "é", ".", "[abc]", "[^a]", "[a-c]", "[[:digit:]]", "[[:upper:]]", "0", "1", "-", "@", `\.`, "[.]"}
+	if typ == "pcre" {
+		atoms = append(atoms, `\d`, `\w`, `\s`, `[\d]`, `\bx`, `(?i:b)`, `(?-i:B)`)
+	} else {
+		atoms = append(atoms, `\w`, `\s`, `\bx`, `[]a]`)
+	}
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		var p strings.Builder
+		groups := 0
+		if r.Intn(4) == 0 {
+			p.WriteString("^")
+		}
+		parts := 1 + r.Intn(4)
+		for j := 0; j < parts; j++ {
+			switch r.Intn(6) {
+			case 0:
+				groups++
+				fmt.Fprintf(&p, "(%s|%s)", atoms[r.Intn(len(atoms))], atoms[r.Intn(len(atoms))])
+			case 1:
+				groups++
+				fmt.Fprintf(&p, "(%s%s)", atoms[r.Intn(len(atoms))], []string{"", "*", "+", "?"}[r.Intn(4)])
+			default:
+				p.WriteString(atoms[r.Intn(len(atoms))])
+				p.WriteString([]string{"", "", "", "*", "+", "?", "{1,2}"}[r.Intn(7)])
+			}
+		}
+		if r.Intn(4) == 0 {
+			p.WriteString("$")
+		}
+		flags := ""
+		for _, f := range []string{"i", "m", "x", "s"} {
+			if r.Intn(6) == 0 && (typ == "pcre" || f != "s") {
+				flags += f
+			}
+		}
+		neg := ""
+		if r.Intn(10) == 0 {
+			neg = "!"
+		}
+		res := fmt.Sprintf("r%d", i)
+		if neg == "" && groups > 0 && r.Intn(2) == 0 {
+			res += fmt.Sprintf("[$%d]", 1+r.Intn(groups))
+		}
+		delim := "/"
+		if r.Intn(8) == 0 {
+			delim = "%"
+		}
+		fmt.Fprintf(&b, "%s%s%s%s%s %s\n", neg, delim, p.String(), delim, flags, res)
+	}
+	return b.String()
+}
+
+func reGenKeys(r *rand.Rand, n int) []string {
+	alpha := []string{"a", "b", "c", "x", "y", "z", "A", "B", "C", "X", "é", "É", ".", "0", "1", "-", "@", " ", "_"}
+	keys := make([]string, n)
+	for i := range keys {
+		var k strings.Builder
+		for j, l := 0, 1+r.Intn(8); j < l; j++ {
+			k.WriteString(alpha[r.Intn(len(alpha))])
+		}
+		keys[i] = strings.TrimSpace(k.String())
+		if keys[i] == "" {
+			keys[i] = "q"
+		}
+	}
+	return keys
+}
+
+// TestRegexpRandomOracle and TestPCRERandomOracle compare seeded random
+// tables and keys with postmap.
+func TestRegexpRandomOracle(t *testing.T) { reRandomOracle(t, "regexp") }
+func TestPCRERandomOracle(t *testing.T)   { reRandomOracle(t, "pcre") }
+
+func reRandomOracle(t *testing.T, typ string) {
+	oracle.Require(t, "postmap")
+	dir := oracle.ConfigDir(t, "")
+	tmp := t.TempDir()
+	seeds := 30
+	if testing.Short() {
+		seeds = 5
+	}
+	for seed := 1; seed <= seeds; seed++ {
+		r := rand.New(rand.NewSource(int64(seed)))
+		file := filepath.Join(tmp, fmt.Sprintf("gen%d", seed))
+		if err := os.WriteFile(file, []byte(reGenTable(r, typ, 25)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		keys := reGenKeys(r, 80)
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			reDiff(t, dir, typ, file, keys, nil)
+		})
+	}
+}
+
+// TestRegexpPrefilter checks the fast path (literal index) against plain
+// one-by-one evaluation on random tables and keys.
+func TestRegexpPrefilter(t *testing.T) {
+	for _, typ := range []string{"regexp", "pcre"} {
+		for seed := 1; seed <= 40; seed++ {
+			r := rand.New(rand.NewSource(int64(seed)))
+			src := reGenTable(r, typ, 60) + "/literal(x|y)here/ lit\nif /abc/\n/abcd/ in-if\nendif\n/^zzz/ z\n"
+			rs := reBuild(typ, "gen", reLogicalLines(src, "gen", &Options{Warn: func(Warning) {}}), &Options{Warn: func(Warning) {}})
+			keys := append(reGenKeys(r, 200), "literalxhere", "LITERALyHERE", "abcd", "ABCD", "zzz")
+			for _, k := range keys {
+				v1, ok1, err1 := rs.lookup(k, true)
+				v2, ok2, err2 := rs.lookup(k, false)
+				if v1 != v2 || ok1 != ok2 || (err1 == nil) != (err2 == nil) {
+					t.Fatalf("%s seed %d key %q: fast (%q,%v,%v) slow (%q,%v,%v)", typ, seed, k, v1, ok1, err1, v2, ok2, err2)
+				}
+			}
+		}
+	}
+}
+
+// TestRegexpSemantics pins behaviour a user sees, table-driven, for both
+// types (each case is also checked against postmap when it is installed).
+func TestRegexpSemantics(t *testing.T) {
+	cases := []struct {
+		typ, table, key string
+		want            string
+		ok              bool
+	}{
+		{"regexp", "/^(x)(y)?$/ [$1][$2]", "x", "[x][]", true},
+		{"regexp", "/^Up$/i case", "up", "", false},
+		{"regexp", "/^Up$/i case", "Up", "case", true},
+		{"regexp", "/^up$/ case", "UP", "case", true},
+		{"regexp", ".c\\.d. dot", "cxd", "", false},
+		{"regexp", ".c\\.d. dot", "c.d", "dot", true},
+		{"regexp", "/a.b/ nl", "a\nb", "nl", true},
+		{"regexp", "/a.b/m nl", "a\nb", "", false},
+		{"regexp", "/^b/m nl", "a\nb", "nl", true},
+		{"regexp", "/^b/ nl", "a\nb", "", false},
+		{"regexp", "/^(a+)(a*)$/ [$1][$2]", "aaa", "[aaa][]", true},
+		{"regexp", "/^é$/ e", "é", "e", true},
+		{"regexp", "/^.$/ one", "é", "", false},
+		{"regexp", "/^\\(a\\)\\1$/x bre", "aa", "bre", true},
+		{"regexp", "/\\<foo\\>/ word", "a foo b", "word", true},
+		{"regexp", "/\\<foo\\>/ word", "afoo b", "", false},
+		{"pcre", "/^(a+?)/U [$1]", "aaa", "[aaa]", true},
+		{"pcre", "/(?<=q)w/ lb", "qw", "lb", true},
+		{"pcre", "/^(a)\\1$/ br", "aA", "br", true},
+		{"pcre", "/^s.s$/ dotall", "s\ns", "dotall", true},
+		{"pcre", "/^s.s$/s nodot", "s\ns", "", false},
+		{"pcre", "/^e$/ end", "e\n", "end", true},
+		{"pcre", "/^e$/E end", "e\n", "", false},
+		{"pcre", "/b/A anch", "ab", "", false},
+		{"pcre", "/a++b/ poss", "aab", "poss", true},
+		{"pcre", "/^.$/ one", "é", "", false},
+		{"pcre", "/^(?<n>x)(?P<m>y)$/ $1$2", "xy", "xy", true},
+	}
+	for _, c := range cases {
+		t.Run(c.typ+" "+c.table+" "+strconv.Quote(c.key), func(t *testing.T) {
+			m, _ := reOurs(t, c.typ, "{ {"+c.table+"} }", Options{})
+			v, ok, err := m.Lookup(context.Background(), c.key)
+			if err != nil || v != c.want || ok != c.ok {
+				t.Fatalf("got (%q, %v, %v), want (%q, %v)", v, ok, err, c.want, c.ok)
+			}
+		})
+	}
+}
+
+// TestRegexpTableBehaviour covers what is not a single rule: reload,
+// NoSubstitution, empty results, non-UTF-8 keys, errors, kind and name.
+func TestRegexpTableBehaviour(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "t")
+	if err := os.WriteFile(file, []byte("/^a$/ one\n/^(b)$/ got-$1\n/^e$/\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range []string{"regexp", "pcre"} {
+		m, warns := reOurs(t, typ, file, Options{})
+		if KindOf(m) != Pattern {
+			t.Errorf("%s: kind %v, want Pattern", typ, KindOf(m))
+		}
+		if n, ok := m.(Named); !ok || n.Name() != typ+":"+file {
+			t.Errorf("%s: Name() = %v", typ, m)
+		}
+		if _, ok := m.(Iterable); ok {
+			t.Errorf("%s: table must not be Iterable (postmap -s refuses it)", typ)
+		}
+		if len(*warns) != 1 || !strings.HasSuffix((*warns)[0], "line 3: no replacement text: using empty string") {
+			t.Errorf("%s: warnings %q", typ, *warns)
+		}
+		if _, _, err := m.Lookup(ctx, "e"); !errors.Is(err, ErrEmptyValue) {
+			t.Errorf("%s: empty result: err = %v, want ErrEmptyValue", typ, err)
+		}
+		if _, ok, err := m.Lookup(ctx, "a\xff"); ok || err != nil {
+			t.Errorf("%s: non-UTF-8 key: ok=%v err=%v", typ, ok, err)
+		}
+		if !strings.Contains((*warns)[len(*warns)-1], `non-UTF-8 key "a?"`) {
+			t.Errorf("%s: no non-UTF-8 warning: %q", typ, *warns)
+		}
+		// NoSubstitution (alias_maps, virtual(8)) skips rules using $n.
+		m2, warns2 := reOurs(t, typ, file, Options{NoSubstitution: true})
+		if _, ok, _ := m2.Lookup(ctx, "b"); ok {
+			t.Errorf("%s: NoSubstitution: rule with $1 was not skipped", typ)
+		}
+		if !strings.Contains(strings.Join(*warns2, "\n"), "line 2: regular expression substitution is not allowed: skipping this rule") {
+			t.Errorf("%s: NoSubstitution warnings %q", typ, *warns2)
+		}
+		if _, err := NewRegistry().Open(ctx, typ+":"+filepath.Join(dir, "missing"), Options{}); err == nil {
+			t.Errorf("%s: missing file opened without error", typ)
+		}
+		if _, err := NewRegistry().Open(ctx, typ+":{ /a/ b }", Options{}); err == nil || !strings.Contains(err.Error(), `no '{' at start of text in "/a/"`) {
+			t.Errorf("%s: bad inline: %v", typ, err)
+		}
+	}
+	// Reload: at most one stat a second, then the new rules.
+	m, _ := reOurs(t, "regexp", file, Options{})
+	if v, _, _ := m.Lookup(ctx, "a"); v != "one" {
+		t.Fatalf("before reload: %q", v)
+	}
+	if err := os.WriteFile(file, []byte("/^a$/ two-longer\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m.(*reTable).lastCheck.Store(time.Now().Add(-2 * time.Second).UnixNano())
+	if v, _, _ := m.Lookup(ctx, "a"); v != "two-longer" {
+		t.Fatalf("after reload: %q", v)
+	}
+}
+
+// TestRegexpTimeout: a runaway backtracking pattern is a temporary error.
+func TestRegexpTimeout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow")
+	}
+	m, _ := reOurs(t, "pcre", "{ {/^(a+)+(?=b)$/ x} }", Options{})
+	_, _, err := m.Lookup(context.Background(), strings.Repeat("a", 40)+"!")
+	if err == nil || !IsTemporary(err) {
+		t.Fatalf("err = %v, want a temporary error", err)
+	}
+}
