@@ -29,6 +29,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"golang.org/x/text/cases"
 )
 
 // Map is a lookup table.
@@ -126,21 +128,22 @@ func (m StaticMap) Entries(_ context.Context, yield func(Entry) bool) error {
 }
 
 // FoldKey folds a fixed-table key the way Postfix does before a lookup:
-// ASCII letters to lower case, and when the key holds non-ASCII UTF-8 it is
-// case-folded (Postfix does this when smtputf8_enable = yes). Keys that need
-// no change are returned without allocating.
+// ASCII letters to lower case, and when the key holds non-ASCII UTF-8 it gets
+// full Unicode case folding ("ß" becomes "ss"), as Postfix does when
+// smtputf8_enable = yes. Keys that need no change are returned without
+// allocating.
 func FoldKey(key string) string {
 	for i := 0; i < len(key); i++ {
 		c := key[i]
 		if c >= 0x80 {
-			return strings.ToLower(key)
+			return foldUnicode(key)
 		}
 		if 'A' <= c && c <= 'Z' {
 			b := []byte(key)
 			for j := i; j < len(b); j++ {
 				c := b[j]
 				if c >= 0x80 {
-					return strings.ToLower(key)
+					return foldUnicode(key)
 				}
 				if 'A' <= c && c <= 'Z' {
 					b[j] = c + 'a' - 'A'
@@ -150,6 +153,16 @@ func FoldKey(key string) string {
 		}
 	}
 	return key
+}
+
+// A cases.Caser keeps state, so each goroutine needs its own.
+var folders = sync.Pool{New: func() any { c := cases.Fold(); return &c }}
+
+func foldUnicode(key string) string {
+	c := folders.Get().(*cases.Caser)
+	out := c.String(key)
+	folders.Put(c)
+	return out
 }
 
 // Error is a lookup or open failure. Temporary is true when trying again
