@@ -207,29 +207,25 @@ func pcLoad(dir string, stderr io.Writer) (*config.Config, func(string) bool, er
 	if err != nil {
 		return nil, nil, pcOSError("open", file, err)
 	}
-	var text strings.Builder
-	if dir != config.DefaultDir {
-		// Postfix records the -c / $MAIL_CONFIG directory as the first
-		// entry, so a main.cf setting overrides it with a warning.
-		text.WriteString("config_directory = " + dir + "\n")
-	}
-	cfg, err := config.Parse(file, strings.NewReader(text.String()+string(data)))
+	cfg, err := config.Parse(file, strings.NewReader(string(data)))
 	if err != nil {
 		var se *config.SyntaxError
 		if errors.As(err, &se) {
-			line := se.Line
-			if dir != config.DefaultDir {
-				line--
-			}
-			return nil, nil, &pcFatal{fmt.Sprintf("%s, line %d: %s", file, line, se.Msg)}
+			return nil, nil, &pcFatal{fmt.Sprintf("%s, line %d: %s", file, se.Line, se.Msg)}
 		}
 		return nil, nil, err
 	}
 	for _, w := range cfg.Warnings() {
-		if w.Line > 0 && dir != config.DefaultDir {
-			w.Line--
-		}
 		fmt.Fprintf(stderr, "postconf: warning: %s\n", w)
+	}
+	if dir != config.DefaultDir {
+		// Postfix records the -c / $MAIL_CONFIG directory before reading
+		// main.cf, so a main.cf setting overrides it with a warning.
+		if cfg.IsSet("config_directory") {
+			fmt.Fprintf(stderr, "postconf: warning: %s, line %d: overriding earlier entry: config_directory=%s\n", file, cfg.Line("config_directory"), dir)
+		} else {
+			cfg.Set("config_directory", dir)
+		}
 	}
 
 	user := map[string]bool{}
@@ -267,8 +263,10 @@ func pcLoad(dir string, stderr io.Writer) (*config.Config, func(string) bool, er
 	known := func(name string) bool { return config.IsKnown(name) || user[name] }
 
 	// Values of parameters must expand; postconf stops on the first that
-	// does not.
-	for _, name := range pcFileOrder(cfg) {
+	// does not. Built-in parameters are checked before user-defined ones.
+	order := pcFileOrder(cfg)
+	sort.SliceStable(order, func(i, j int) bool { return config.IsKnown(order[i]) && !config.IsKnown(order[j]) })
+	for _, name := range order {
 		if !known(name) || config.IsRaw(name) {
 			continue
 		}
@@ -276,6 +274,11 @@ func pcLoad(dir string, stderr io.Writer) (*config.Config, func(string) bool, er
 		if _, err := (&config.Expander{Lookup: cfg.Raw, Recursive: true}).Expand(v); err != nil {
 			fmt.Fprintf(stderr, "postconf: warning: %v\n", err)
 			return nil, nil, &pcFatal{"macro processing error"}
+		}
+	}
+	if !cfg.IsSet("mynetworks") {
+		if _, err := cfg.NetworksDefault(); err != nil {
+			return nil, nil, &pcFatal{err.Error()}
 		}
 	}
 	return cfg, known, nil
