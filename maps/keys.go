@@ -498,6 +498,11 @@ func MapAddressResult(r Result, orig string, opts AddressResultOptions) ([]strin
 	out := make([]string, 0, len(list))
 	for _, mb := range list {
 		a := mb.Address.String()
+		if mb.Address.Local == "" && mb.Address.Domain != "" {
+			// tok822 re-emits "@domain" as it was; only the first
+			// address got the original user above.
+			a = "@" + mb.Address.Domain
+		}
 		if opts.Canonicalize != nil {
 			a = opts.Canonicalize(a)
 		}

@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/postkit-mail/postkit/internal/oracle"
 )
 
 // keyTable is a test table that records the keys it is asked and answers
@@ -223,5 +227,79 @@ func TestKeyStepString(t *testing.T) {
 	}
 	if !reflect.DeepEqual(len(keyStepNames), 13) {
 		t.Errorf("step names out of date")
+	}
+}
+
+// TestKeyOracleHash builds a hash: table with real postmap, then checks
+// that for each address the first of our candidate keys that Postfix's
+// postmap -q finds in the table is the key and value FindAddress returns.
+// postmap -q applies no strategy itself, so this verifies the key texts
+// (quoting, folding, extension stripping, parents) against the real table,
+// while the order comes from the spec (§2.5).
+func TestKeyOracleHash(t *testing.T) {
+	ctx := context.Background()
+	dir := oracle.ConfigDir(t, "")
+	src := filepath.Join(dir, "virtual")
+	table := strings.Join([]string{
+		`Joe+Lists@Example.COM full`,
+		`joe@example.com noext`,
+		`"a b"@example.com quoted`,
+		`@example.net atdomain`,
+		`ann ann-local`,
+		`example.org domain`,
+		`.example.org dotdomain`,
+		`bob@ bob-at`,
+		`*  wildcard`,
+	}, "\n") + "\n"
+	if err := os.WriteFile(src, []byte(table), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if res := oracle.Run(t, nil, "postmap", "-c", dir, "hash:"+src); res.Code != 0 {
+		t.Fatalf("postmap: %s", res.Stderr)
+	}
+	m, err := Open(ctx, "hash:"+src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := List{m}
+	local := keyLocal("local.example")
+	cases := []struct {
+		addr string
+		s    AddressStrategy
+	}{
+		{"joe+lists@example.com", MappingStrategy("+", local)},
+		{"joe+other@example.com", MappingStrategy("+", local)},
+		{"a b@example.com", MappingStrategy("+", local)},
+		{"a b+x@example.com", MappingStrategy("+", local)},
+		{"zed@example.net", MappingStrategy("+", local)},
+		{"ann+x@local.example", MappingStrategy("+", local)},
+		{"ann@remote.example", MappingStrategy("+", local)},
+		{"x@mail.example.org", AccessStrategy("+", true)},
+		{"x@mail.example.org", AccessStrategy("+", false)},
+		{"bob+z@nowhere.example", AccessStrategy("+", true)},
+		{"x@nowhere.example", TransportStrategy("+", false)},
+		{"nobody@nowhere.example", MappingStrategy("+", local)},
+	}
+	for _, c := range cases {
+		keys, err := c.s.AddressKeys(ctx, c.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stdin strings.Builder
+		for _, k := range keys {
+			stdin.WriteString(k.Text + "\n")
+		}
+		res := oracle.Run(t, []byte(stdin.String()), "postmap", "-c", dir, "-q", "-", "hash:"+src)
+		wantKey, wantVal := "", ""
+		if line, _, _ := strings.Cut(string(res.Stdout), "\n"); line != "" {
+			wantKey, wantVal, _ = strings.Cut(line, "\t")
+		}
+		r, ok, err := l.FindAddress(ctx, c.addr, c.s)
+		if err != nil {
+			t.Fatalf("%s: %v", c.addr, err)
+		}
+		if ok != (wantKey != "") || r.Key.Text != wantKey || r.Value != wantVal {
+			t.Errorf("%s (steps %v): postkit matched %q=%q (ok=%v); postmap finds first %q=%q", c.addr, c.s.Steps, r.Key.Text, r.Value, ok, wantKey, wantVal)
+		}
 	}
 }
