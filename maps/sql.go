@@ -409,10 +409,10 @@ func sqlSplitHosts(s string) []string {
 
 // Lookup implements Map.
 func (m *sqlMap) Lookup(ctx context.Context, key string) (string, bool, error) {
-	key = FoldKey(key)
 	if strings.IndexByte(key, 0) >= 0 || !utf8.ValidString(key) {
 		return "", false, nil
 	}
+	key = FoldKey(key)
 	if m.domain != nil {
 		ok, err := m.domain.match(ctx, key)
 		if err != nil {

@@ -99,6 +99,56 @@ func (m *sqlMap) setupPgSQL(conf *sqlConf) error {
 	return nil
 }
 
+// Postfix 3.7 sets the client encoding of its PostgreSQL connections to
+// LATIN1: every byte of the query text (template and key) reaches the server
+// as one Latin-1 character, and results come back in Latin-1, a value
+// holding a character outside Latin-1 failing the query. postkit's
+// connections speak UTF-8, so it converts both ways to give the same
+// answers: a UTF-8 key such as "ünï@example.com" does not match the same
+// text stored in a UTF-8 database, as with Postfix.
+
+// sqlLatin1ToUTF8 reads each byte of s as a Latin-1 character.
+func sqlLatin1ToUTF8(s string) string {
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		return s
+	}
+	b := make([]rune, len(s))
+	for i := 0; i < len(s); i++ {
+		b[i] = rune(s[i])
+	}
+	return string(b)
+}
+
+// sqlUTF8ToLatin1 turns UTF-8 text into Latin-1 bytes; ok is false when a
+// character has no Latin-1 equivalent.
+func sqlUTF8ToLatin1(v []byte) (string, bool) {
+	ascii := true
+	for _, c := range v {
+		if c >= 0x80 {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		return string(v), true
+	}
+	out := make([]byte, 0, len(v))
+	for _, r := range string(v) {
+		if r > 0xff {
+			return "", false
+		}
+		out = append(out, byte(r))
+	}
+	return string(out), true
+}
+
 // sqlPgQuote quotes a value for a libpq keyword=value connection string.
 func sqlPgQuote(s string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
@@ -122,7 +172,7 @@ func sqlPgQuery(ctx context.Context, db *sql.DB, expand func(func(string) string
 		}
 		pc := sc.Conn().PgConn()
 		std := pc.ParameterStatus("standard_conforming_strings") == "on"
-		q := expand(func(s string) string { return sqlQuotePgSQL(s, std) })
+		q := sqlLatin1ToUTF8(expand(func(s string) string { return sqlQuotePgSQL(s, std) }))
 		if strings.TrimSpace(q) == "" {
 			qerr = errors.New("empty query")
 			return nil
@@ -148,7 +198,11 @@ func sqlPgQuery(ctx context.Context, db *sql.DB, expand func(func(string) string
 			row := make(sqlRow, len(r))
 			for i, v := range r {
 				if v != nil {
-					s := string(v)
+					s, ok := sqlUTF8ToLatin1(v)
+					if !ok {
+						qerr = fmt.Errorf("a result value has a character with no equivalent in encoding LATIN1: %q", v)
+						return nil
+					}
 					row[i] = &s
 				}
 			}

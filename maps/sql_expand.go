@@ -13,10 +13,10 @@ import (
 // looked up, because the result could not be formed anyway.
 
 const (
-	sqlKeyUser    = 1 << iota // the template needs the key's local part (%u, %U)
-	sqlKeyDomain              // the template needs the key's domain (%d, %D, %1..%9)
-	sqlValueUser              // result_format uses the result's local part (%u)
-	sqlValueDomain            // result_format uses the result's domain (%d)
+	sqlKeyUser     = 1 << iota // the template needs the key's local part (%u, %U)
+	sqlKeyDomain               // the template needs the key's domain (%d, %D, %1..%9)
+	sqlValueUser               // result_format uses the result's local part (%u)
+	sqlValueDomain             // result_format uses the result's domain (%d)
 )
 
 // sqlTemplates holds the parsed query and result_format templates.

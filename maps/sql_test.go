@@ -84,7 +84,28 @@ func sqlTestLite(t testing.TB) *sqlTestServer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
+	if _, err := db.Exec("CREATE TABLE pk_sql_placeholder (x TEXT)"); err != nil { // creates the file
+		t.Fatal(err)
+	}
 	return &sqlTestServer{typ: "sqlite", db: db, dir: dir, path: path}
+}
+
+// sqlTestBackdate sets a file's times 10 s into the past. Postfix waits
+// (in 300 ms steps, up to about 2 s) before it reads a main.cf or .cf file
+// modified within the last couple of seconds, in case it is being written.
+func sqlTestBackdate(t testing.TB, path string) {
+	t.Helper()
+	old := time.Now().Add(-10 * time.Second)
+	if err := os.Chtimes(path, old, old); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sqlTestConfigDir is oracle.ConfigDir with main.cf backdated.
+func sqlTestConfigDir(t testing.TB) string {
+	dir := oracle.ConfigDir(t, "")
+	sqlTestBackdate(t, filepath.Join(dir, "main.cf"))
+	return dir
 }
 
 // sqlTestServers returns every server type, for table-driven tests.
@@ -136,6 +157,7 @@ func (s *sqlTestServer) cf(t testing.TB, body string) string {
 	if err := os.WriteFile(p, []byte(head+body), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	sqlTestBackdate(t, p)
 	return p
 }
 
@@ -207,7 +229,7 @@ var sqlTestCases = []sqlTestCase{
 	{name: "domain-file", body: "query = SELECT v1, v2 FROM T WHERE k = '%s'\ndomain = a.b.c.d.e DOMAINFILE\n"},
 	{name: "legacy", body: "table = T\nselect_field = v1\nwhere_field = k\nadditional_conditions = AND v1 <> 'second@x.org'\n"},
 	{name: "limit", body: "query = SELECT v1 FROM T WHERE k = '%s'\nexpansion_limit = 2\n"},
-	{name: "continued", body: "query = SELECT v1\n  FROM T\n# comment inside\n\tWHERE k = '%s'\n"},
+	{name: "continued", body: "query = SELECT v1\n  FROM T \n# comment inside\n\tWHERE k = '%s'\n"},
 	{name: "function", types: "pgsql", body: "select_function = F\n"},
 }
 
@@ -245,7 +267,7 @@ func sqlTestOurs(t *testing.T, m Map, keys []string) string {
 // (postmap -q - from postfix-pgsql, postfix-mysql, postfix-sqlite) on the
 // same tables and .cf files, byte for byte.
 func TestSQLDifferential(t *testing.T) {
-	dir := oracle.ConfigDir(t, "")
+	dir := sqlTestConfigDir(t)
 	for _, server := range sqlTestServers(t) {
 		s := server(t)
 		t.Run(s.typ, func(t *testing.T) {
@@ -263,6 +285,7 @@ func TestSQLDifferential(t *testing.T) {
 					continue
 				}
 				t.Run(c.name, func(t *testing.T) {
+					t.Parallel()
 					cf := sqlTestPrepare(t, s, c, table, fn)
 					keys := sqlTestKeys
 					if c.name == "limit" {
@@ -292,7 +315,7 @@ func TestSQLDifferential(t *testing.T) {
 // TestSQLExpansionLimit: more results than expansion_limit is a temporary
 // error in both implementations (postmap reports it as a fatal query error).
 func TestSQLExpansionLimit(t *testing.T) {
-	dir := oracle.ConfigDir(t, "")
+	dir := sqlTestConfigDir(t)
 	for _, server := range sqlTestServers(t) {
 		s := server(t)
 		t.Run(s.typ, func(t *testing.T) {
