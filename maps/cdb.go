@@ -262,10 +262,18 @@ func (m *cdbMap) Lookup(ctx context.Context, key string) (string, bool, error) {
 	if err != nil {
 		return "", false, err
 	}
-	key = FoldKey(key)
+	v, found, err := m.lookupIn(d, FoldKey(key))
+	// The value was copied out of the mapping; only now may the old image
+	// be unmapped (after a reload) by its cleanup.
+	runtime.KeepAlive(d)
+	return v, found, err
+}
+
+func (m *cdbMap) lookupIn(d *cdbData, key string) (string, bool, error) {
 	mode := d.nulMode.Load()
 	var val []byte
 	found := false
+	var err error
 	if mode != 2 {
 		if val, found, err = d.find(m.file, key, true); err != nil {
 			return "", false, &Error{Map: "cdb:" + m.name, Key: key, Err: err}
@@ -299,6 +307,7 @@ func (m *cdbMap) Entries(ctx context.Context, yield func(Entry) bool) error {
 	if err != nil {
 		return err
 	}
+	defer runtime.KeepAlive(d) // the mapping must outlive the loop
 	b, end := d.b, uint64(d.dataEnd)
 	for p := uint64(cdbHeaderSize); p < end; {
 		if err := ctx.Err(); err != nil {
