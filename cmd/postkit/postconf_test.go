@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/postkit-mail/postkit/config"
@@ -37,6 +40,52 @@ func pcConfigDir(t *testing.T, maincf []byte) string {
 	return dir
 }
 
+// pcJobs bounds how many real postconf processes run at once, over all
+// tests. Each one costs ~40 ms of CPU, mostly dynamic linking; running
+// many at once hides their start-up latency, which dominates the
+// differential tests (the in-process side takes ~2 ms a call).
+var pcJobs = make(chan struct{}, 8)
+
+// pcOracleAll runs the real postconf once for each argument list,
+// concurrently, and returns the results in the same order. Like
+// oracle.Run it sets LANG=C; env adds variables (e.g. MAIL_CONFIG).
+func pcOracleAll(t *testing.T, env []string, calls [][]string) []oracle.Result {
+	t.Helper()
+	path := oracle.Require(t, "postconf")
+	res := make([]oracle.Result, len(calls))
+	errs := make([]error, len(calls))
+	var wg sync.WaitGroup
+	for i, args := range calls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pcJobs <- struct{}{}
+			defer func() { <-pcJobs }()
+			cmd := exec.Command(path, args...)
+			cmd.Env = append(append(os.Environ(), "LANG=C", "LC_ALL=C"), env...)
+			var out, errb bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			err := cmd.Run()
+			res[i] = oracle.Result{Stdout: out.Bytes(), Stderr: errb.Bytes()}
+			var ee *exec.ExitError
+			switch {
+			case err == nil:
+			case errors.As(err, &ee):
+				res[i].Code = ee.ExitCode()
+			default:
+				errs[i] = err
+			}
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("oracle: run postconf %v: %v", calls[i], err)
+		}
+	}
+	return res
+}
+
 // pcRunOurs runs postkit postconf in-process.
 func pcRunOurs(args ...string) oracle.Result {
 	var out, errb bytes.Buffer
@@ -60,11 +109,11 @@ func pcLines(b []byte) []string {
 	return out
 }
 
-// pcCompare runs both postconfs with args and compares stdout byte for
-// byte, the exit code, and stderr as a set of lines.
-func pcCompare(t *testing.T, args ...string) {
+// pcCompare runs postkit's postconf with args and compares its stdout
+// byte for byte, the exit code, and stderr as a set of lines with want,
+// the real postconf's result for the same args.
+func pcCompare(t *testing.T, want oracle.Result, args ...string) {
 	t.Helper()
-	want := oracle.Run(t, nil, "postconf", args...)
 	got := pcRunOurs(args...)
 	if !bytes.Equal(got.Stdout, want.Stdout) {
 		t.Errorf("postconf %v stdout:\n got: %q\nwant: %q", args, got.Stdout, want.Stdout)
@@ -125,18 +174,27 @@ func TestPostconfOracleCorpus(t *testing.T) {
 	if err != nil || len(files) < 25 {
 		t.Fatalf("corpus: %d files, %v", len(files), err)
 	}
+	// Per file: -n, -x and -h of every name set plus the derived ones.
+	// All real postconf runs go first, concurrently.
+	var calls [][]string
 	for _, file := range files {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := pcConfigDir(t, data)
+		names := append(pcNamesIn(t, file, data), pcDerived...)
+		calls = append(calls,
+			[]string{"-c", dir, "-n"},
+			append([]string{"-c", dir, "-x"}, names...),
+			append([]string{"-c", dir, "-h"}, names...))
+	}
+	want := pcOracleAll(t, nil, calls)
+	for i, file := range files {
 		t.Run(filepath.Base(file), func(t *testing.T) {
-			t.Parallel()
-			data, err := os.ReadFile(file)
-			if err != nil {
-				t.Fatal(err)
+			for j := 3 * i; j < 3*i+3; j++ {
+				pcCompare(t, want[j], calls[j]...)
 			}
-			dir := pcConfigDir(t, data)
-			pcCompare(t, "-c", dir, "-n")
-			names := append(pcNamesIn(t, file, data), pcDerived...)
-			pcCompare(t, append([]string{"-c", dir, "-x"}, names...)...)
-			pcCompare(t, append([]string{"-c", dir, "-h"}, names...)...)
 		})
 	}
 }
@@ -146,10 +204,10 @@ func TestPostconfOracleAll(t *testing.T) {
 	oracle.Require(t, "postconf")
 	// Every parameter, raw and expanded, for one ordinary main.cf.
 	dir := pcConfigDir(t, []byte("compatibility_level = 3.6\nmyhostname = mx.example.com\n"))
-	for _, args := range [][]string{{"-c", dir}, {"-c", dir, "-x"}} {
-		want := oracle.Run(t, nil, "postconf", args...)
-		got := pcRunOurs(args...)
-		pcDiffLines(t, args, got.Stdout, want.Stdout)
+	calls := [][]string{{"-c", dir}, {"-c", dir, "-x"}}
+	for i, want := range pcOracleAll(t, nil, calls) {
+		got := pcRunOurs(calls[i]...)
+		pcDiffLines(t, calls[i], got.Stdout, want.Stdout)
 	}
 }
 
@@ -193,16 +251,23 @@ func TestPostconfOracleDefaults(t *testing.T) {
 	dir := pcConfigDir(t, nil)
 	// All defaults in one run, raw and expanded: a mismatch is a bug in
 	// the default table or in the computed defaults.
-	for _, args := range [][]string{{"-c", dir, "-d"}, {"-c", dir, "-dx"}} {
-		want := oracle.Run(t, nil, "postconf", args...)
-		got := pcRunOurs(args...)
-		if got.Code != want.Code {
-			t.Errorf("postconf %v: exit %d, want %d", args, got.Code, want.Code)
-		}
-		pcDiffLines(t, args, got.Stdout, want.Stdout)
+	calls := [][]string{
+		{"-c", dir, "-d"},
+		{"-c", dir, "-dx"},
+		{"-c", dir, "-d", "myhostname", "mydomain", "mynetworks", "nosuch_parameter"},
+		{"-c", dir, "-dh", "mynetworks_style", "relay_domains"},
 	}
-	pcCompare(t, "-c", dir, "-d", "myhostname", "mydomain", "mynetworks", "nosuch_parameter")
-	pcCompare(t, "-c", dir, "-dh", "mynetworks_style", "relay_domains")
+	want := pcOracleAll(t, nil, calls)
+	for i, args := range calls[:2] {
+		got := pcRunOurs(args...)
+		if got.Code != want[i].Code {
+			t.Errorf("postconf %v: exit %d, want %d", args, got.Code, want[i].Code)
+		}
+		pcDiffLines(t, args, got.Stdout, want[i].Stdout)
+	}
+	for i := 2; i < len(calls); i++ {
+		pcCompare(t, want[i], calls[i]...)
+	}
 }
 
 func TestPostconfOracleErrors(t *testing.T) {
@@ -212,20 +277,24 @@ func TestPostconfOracleErrors(t *testing.T) {
 	if len(files) == 0 {
 		t.Fatal("no error corpus")
 	}
+	var calls [][]string
 	for _, file := range files {
+		data, _ := os.ReadFile(file)
+		dir := pcConfigDir(t, data)
+		calls = append(calls, []string{"-c", dir, "-n"}, []string{"-c", dir, "-x", "myorigin", "mynetworks"})
+	}
+	want := pcOracleAll(t, nil, calls)
+	for i, file := range files {
 		t.Run(filepath.Base(file), func(t *testing.T) {
-			t.Parallel()
-			data, _ := os.ReadFile(file)
-			dir := pcConfigDir(t, data)
-			for _, args := range [][]string{{"-c", dir, "-n"}, {"-c", dir, "-x", "myorigin", "mynetworks"}} {
-				want := oracle.Run(t, nil, "postconf", args...)
+			for j := 2 * i; j < 2*i+2; j++ {
+				args := calls[j]
 				got := pcRunOurs(args...)
-				if got.Code != want.Code || !bytes.Equal(got.Stdout, want.Stdout) {
-					t.Errorf("postconf %v: exit %d stdout %q, want exit %d stdout %q (stderr %q)", args, got.Code, got.Stdout, want.Code, want.Stdout, got.Stderr)
+				if got.Code != want[j].Code || !bytes.Equal(got.Stdout, want[j].Stdout) {
+					t.Errorf("postconf %v: exit %d stdout %q, want exit %d stdout %q (stderr %q)", args, got.Code, got.Stdout, want[j].Code, want[j].Stdout, got.Stderr)
 				}
 				// The same problem is named: the last line (the fatal
 				// error) and every distinct warning match.
-				pcCompareStderr(t, args, got.Stderr, want.Stderr)
+				pcCompareStderr(t, args, got.Stderr, want[j].Stderr)
 			}
 		})
 	}
@@ -235,7 +304,7 @@ func TestPostconfOracleUsage(t *testing.T) {
 	t.Parallel()
 	oracle.Require(t, "postconf")
 	dir := pcConfigDir(t, []byte("myorigin = x\n"))
-	for _, args := range [][]string{
+	calls := [][]string{
 		{"-c", dir, "-n", "-d"},
 		{"-c", dir, "-e", "-X", "a"},
 		{"-c", dir, "-n", "-e", "a=1"},
@@ -246,8 +315,9 @@ func TestPostconfOracleUsage(t *testing.T) {
 		{"-c", dir + "/nonexistent", "-n"},
 		{"-c", dir, "-n", "nosuch", "myorigin", "mydomain"},
 		{"-c", dir, "-h", "myorigin", "relay_domains"},
-	} {
-		want := oracle.Run(t, nil, "postconf", args...)
+	}
+	for i, want := range pcOracleAll(t, nil, calls) {
+		args := calls[i]
 		got := pcRunOurs(args...)
 		if got.Code != want.Code || !bytes.Equal(got.Stdout, want.Stdout) {
 			t.Errorf("postconf %v: exit %d stdout %q, want exit %d stdout %q", args, got.Code, got.Stdout, want.Code, want.Stdout)
@@ -274,17 +344,25 @@ func TestPostconfOracleEdit(t *testing.T) {
 		{"", []string{"-e", "myorigin=x"}},
 		{"myorigin = x\n  y\n  z\nmydomain = d\n", []string{"-X", "myorigin"}},
 	}
-	for _, tc := range cases {
-		ours := pcConfigDir(t, []byte(tc.file))
-		theirs := pcConfigDir(t, []byte(tc.file))
-		want := oracle.Run(t, nil, "postconf", append([]string{"-c", theirs}, tc.args...)...)
-		got := pcRunOurs(append([]string{"-c", ours}, tc.args...)...)
+	// Each case edits its own pair of directories: the real postconf's
+	// edits all run first, concurrently.
+	ours := make([]string, len(cases))
+	theirs := make([]string, len(cases))
+	calls := make([][]string, len(cases))
+	for i, tc := range cases {
+		ours[i] = pcConfigDir(t, []byte(tc.file))
+		theirs[i] = pcConfigDir(t, []byte(tc.file))
+		calls[i] = append([]string{"-c", theirs[i]}, tc.args...)
+	}
+	for i, want := range pcOracleAll(t, nil, calls) {
+		tc := cases[i]
+		got := pcRunOurs(append([]string{"-c", ours[i]}, tc.args...)...)
 		if got.Code != want.Code {
 			t.Errorf("%v: exit %d, want %d", tc.args, got.Code, want.Code)
 		}
-		pcCompareStderr(t, tc.args, got.Stderr, bytes.ReplaceAll(want.Stderr, []byte(theirs), []byte(ours)))
-		g, _ := os.ReadFile(filepath.Join(ours, "main.cf"))
-		w, _ := os.ReadFile(filepath.Join(theirs, "main.cf"))
+		pcCompareStderr(t, tc.args, got.Stderr, bytes.ReplaceAll(want.Stderr, []byte(theirs[i]), []byte(ours[i])))
+		g, _ := os.ReadFile(filepath.Join(ours[i], "main.cf"))
+		w, _ := os.ReadFile(filepath.Join(theirs[i], "main.cf"))
 		if !bytes.Equal(g, w) {
 			t.Errorf("%v on %q:\n got: %q\nwant: %q", tc.args, tc.file, g, w)
 		}
@@ -311,7 +389,10 @@ func TestPostconfMapTypes(t *testing.T) {
 func TestPostconfMailConfigEnv(t *testing.T) {
 	oracle.Require(t, "postconf")
 	dir := pcConfigDir(t, []byte("myorigin = env.example\n"))
+	calls := [][]string{{"-n"}, {"-x", "myorigin"}}
+	want := pcOracleAll(t, []string{"MAIL_CONFIG=" + dir}, calls)
 	t.Setenv("MAIL_CONFIG", dir)
-	pcCompare(t, "-n")
-	pcCompare(t, "-x", "myorigin")
+	for i, args := range calls {
+		pcCompare(t, want[i], args...)
+	}
 }

@@ -386,7 +386,10 @@ func (t *pmTool) open(i int) (maps.Map, error) {
 			}
 		}
 	}
+	// The table is read as it was built: without -f, whose effect on
+	// queries is in lookup.
 	opts := t.mapOptions()
+	opts.NoFold = false
 	if pmTextTypes[s.typ] {
 		// Postfix reads these from the indexed file, whose problems were
 		// reported when it was built; postkit reads the source again and
@@ -426,7 +429,7 @@ func (t *pmTool) lookup(key string) (string, bool, error) {
 				t.warnf("table %s should return NO RESULT in case of NOT FOUND", t.specs[i].spec)
 				return "", true, nil
 			}
-			return "", false, pmFatalf("table %s: query error: %s", t.specs[i].spec, pmErrText(err))
+			return "", false, pmFatalf("table %s: query error: %s", t.specs[i].spec, t.queryErrText(t.specs[i], err))
 		}
 		if ok {
 			if t.base64 {
@@ -438,6 +441,15 @@ func (t *pmTool) lookup(key string) (string, bool, error) {
 		}
 	}
 	return "", false, nil
+}
+
+// queryErrText is the reason printed for a failed lookup. Postfix prints
+// errno's text; its fail: table leaves "Application error" there.
+func (t *pmTool) queryErrText(s pmSpec, err error) string {
+	if s.typ == "fail" {
+		return "Application error"
+	}
+	return pmErrText(err)
 }
 
 // queryOne is "postmap -q KEY": print the value, exit 0; exit 1 if absent.
@@ -662,6 +674,12 @@ func (t *pmTool) readSource(r io.Reader, label string, warn func(maps.Warning), 
 	return recs, nil
 }
 
+// pmUnknownForWrite is Postfix's message for an unknown type when it
+// builds or updates a table: Debian ships some types as packages.
+func pmUnknownForWrite(typ string) error {
+	return pmFatalf("unsupported dictionary type: %s. Is the postfix-%s package installed?", typ, typ)
+}
+
 // checkCreatable says whether postmap can build a table of this type.
 func (t *pmTool) checkCreatable(s pmSpec) error {
 	if pmTextTypes[s.typ] || s.typ == "cdb" {
@@ -674,7 +692,7 @@ func (t *pmTool) checkCreatable(s pmSpec) error {
 // for cdb write FILE.cdb.
 func (t *pmTool) build(s pmSpec) error {
 	if !t.known(s.typ) {
-		return pmFatalf("unsupported dictionary type: %s", s.typ)
+		return pmUnknownForWrite(s.typ)
 	}
 	f, err := os.Open(s.name)
 	if err != nil {
@@ -784,7 +802,7 @@ func (t *pmTool) addEntries(i int) error {
 	case s.name == "":
 		return pmFatalf(`open dictionary: expecting "type:name" form instead of "%s"`, s.spec)
 	case !t.known(s.typ):
-		return pmFatalf("unsupported dictionary type: %s", s.typ)
+		return pmUnknownForWrite(s.typ)
 	case s.typ == "cdb":
 		return pmFatal("dict_cdb_open: inappropriate open flags for cdb database - specify O_RDONLY or O_WRONLY|O_CREAT|O_TRUNC")
 	}
