@@ -46,10 +46,16 @@ type rePCREFlags struct {
 }
 
 type rePCREGroup struct {
-	flags     rePCREFlags
-	start2    int // start offset in the regexp2 output
-	startGo   int
-	wrapClose string // text appended after ')' (none yet)
+	flags   rePCREFlags
+	start2  int // start offset in the regexp2 output
+	startGo int
+	// For PCRE2's rule that a lookbehind has a fixed length (each of its
+	// top-level alternatives may have its own): the length of the current
+	// branch (-1 variable), of the first branch (-2 none yet), and whether
+	// branches differ.
+	lb, look         bool
+	curLen, firstLen int
+	uneven           bool
 }
 
 // rePCRE holds the state of one rewrite.
@@ -68,6 +74,7 @@ type rePCRE struct {
 	// there is none (start of a group or branch, after an assertion).
 	atom2, atomGo int
 	quantified    bool
+	atomLen       int // length in characters of the last atom, -1 variable
 	errOff        int
 	errMsg        string
 }
@@ -88,12 +95,54 @@ func (c *rePCRE) emit(s string) {
 	c.outGo.WriteString(s)
 }
 
-// emitAtom writes an atom to both outputs and remembers where it starts.
-func (c *rePCRE) emitAtom(s2, sGo string) {
+// emitAtom writes a one-character atom to both outputs and remembers
+// where it starts.
+func (c *rePCRE) emitAtom(s2, sGo string) { c.emitAtomLen(s2, sGo, 1) }
+
+// emitAtomLen writes an atom that matches n characters (-1: varies).
+func (c *rePCRE) emitAtomLen(s2, sGo string, n int) {
 	c.atom2, c.atomGo = c.out2.Len(), c.outGo.Len()
 	c.quantified = false
 	c.out2.WriteString(s2)
 	c.outGo.WriteString(sGo)
+	c.atomLen = n
+	c.addLen(n)
+}
+
+// addLen adds n characters to the current branch of the innermost group.
+func (c *rePCRE) addLen(n int) {
+	if len(c.stack) == 0 {
+		return
+	}
+	g := &c.stack[len(c.stack)-1]
+	if n < 0 || g.curLen < 0 {
+		g.curLen = -1
+	} else {
+		g.curLen += n
+	}
+}
+
+// inLookbehind reports whether the current position is inside a lookbehind.
+func (c *rePCRE) inLookbehind() bool {
+	for _, g := range c.stack {
+		if g.lb {
+			return true
+		}
+	}
+	return false
+}
+
+// endBranch closes a branch of the innermost group at '|' or ')'.
+func (c *rePCRE) endBranch() {
+	g := &c.stack[len(c.stack)-1]
+	if g.lb && g.curLen < 0 {
+		c.fail(c.i, "lookbehind assertion is not fixed length")
+	}
+	if g.firstLen == -2 {
+		g.firstLen = g.curLen
+	} else if g.firstLen != g.curLen {
+		g.uneven = true
+	}
 }
 
 func (c *rePCRE) noAtom() {
@@ -165,14 +214,31 @@ func (c *rePCRE) run() {
 				c.fail(c.i, "unmatched closing parenthesis")
 				return
 			}
+			c.endBranch()
 			g := c.stack[len(c.stack)-1]
 			c.stack = c.stack[:len(c.stack)-1]
-			c.emit(")" + g.wrapClose)
+			c.emit(")")
 			c.fl = g.flags
 			c.atom2, c.atomGo = g.start2, g.startGo
 			c.quantified = false
+			glen := g.firstLen
+			if g.uneven || glen < 0 {
+				glen = -1
+				if !g.lb && c.inLookbehind() {
+					c.fail(c.i, "lookbehind assertion is not fixed length")
+				}
+			}
+			if g.look {
+				glen = 0
+			}
+			c.atomLen = glen
+			c.addLen(glen)
 			c.i++
 		case '|':
+			if len(c.stack) > 0 {
+				c.endBranch()
+				c.stack[len(c.stack)-1].curLen = 0
+			}
 			c.emit("|")
 			c.noAtom()
 			c.i++
@@ -193,10 +259,13 @@ func (c *rePCRE) run() {
 			c.i++
 		case '^':
 			if c.fl.m {
-				// Go's (?m)^ also matches after a final newline.
+				// PCRE2's multiline ^ does not match after a newline
+				// that ends the subject; .NET's and Go's do.
+				c.out2.WriteString(`(?:\A|(?<=\n)(?!\z))`)
 				c.goSafe = false
+			} else {
+				c.emit("^")
 			}
-			c.emit("^")
 			c.noAtom()
 			c.i++
 		case '$':
@@ -306,12 +375,9 @@ func (c *rePCRE) quantifier(q string, next int) {
 		return
 	}
 	if c.quantified {
-		if q[0] != '{' {
-			c.fail(c.i, "quantifier does not follow a repeatable item")
-			return
-		}
-		// PCRE allows a{2}{3}; Go and .NET want a group.
-		c.wrapAtom("(?:", ")")
+		// PCRE2 refuses a quantifier after a quantifier (a+{2}, a*?*).
+		c.fail(c.i, "quantifier does not follow a repeatable item")
+		return
 	}
 	c.i = next
 	lazy, possessive := false, false
@@ -324,6 +390,17 @@ func (c *rePCRE) quantifier(q string, next int) {
 	}
 	if c.fl.u && !possessive {
 		lazy = !lazy
+	}
+	if n, fixed := reFixedCount(q); fixed {
+		if c.atomLen >= 0 {
+			c.addLen(c.atomLen * (n - 1))
+		}
+	} else {
+		if c.inLookbehind() {
+			c.fail(c.i, "lookbehind assertion is not fixed length")
+			return
+		}
+		c.addLen(-1)
 	}
 	if lazy {
 		q += "?"
@@ -341,16 +418,6 @@ func (c *rePCRE) quantifier(q string, next int) {
 	c.quantified = true
 }
 
-// wrapAtom wraps the last atom (with its quantifier) in both outputs.
-func (c *rePCRE) wrapAtom(open, close string) {
-	s2 := c.out2.String()
-	c.out2.Reset()
-	c.out2.WriteString(s2[:c.atom2] + open + s2[c.atom2:] + close)
-	sg := c.outGo.String()
-	c.outGo.Reset()
-	c.outGo.WriteString(sg[:c.atomGo] + open + sg[c.atomGo:] + close)
-}
-
 // charLit renders a byte value as a literal.
 func (c *rePCRE) charLit(v int) string { return reLit(byte(v)) }
 
@@ -360,7 +427,6 @@ func (c *rePCRE) charLit(v int) string { return reLit(byte(v)) }
 func (c *rePCRE) escapeValue(inClass bool) (int, bool) {
 	p := c.p
 	ch := p[c.i]
-	start := c.i - 1
 	switch ch {
 	case 'a':
 		c.i++
@@ -456,7 +522,6 @@ func (c *rePCRE) escapeValue(inClass bool) (int, bool) {
 		}
 		return int(reUpper(x) ^ 0x40), true
 	}
-	_ = start
 	return 0, false
 }
 
@@ -507,7 +572,7 @@ func (c *rePCRE) escape() {
 		return
 	case 'R':
 		c.i++
-		c.emitAtom(`(?>\r\n|[\n\x0B\f\r\x{F785}])`, `(?:\r\n|[\n\x0B\f\r\x{F785}])`)
+		c.emitAtomLen(`(?>\r\n|[\n\x0B\f\r\x{F785}])`, `(?:\r\n|[\n\x0B\f\r\x{F785}])`, -1)
 		c.goSafe = false
 		return
 	case 'N':
@@ -729,7 +794,7 @@ func (c *rePCRE) backref(at int, ref string) {
 		c.fail(c.i, "reference to non-existent subpattern")
 		return
 	}
-	c.emitAtom(fmt.Sprintf(`\k<%d>`, n), "")
+	c.emitAtomLen(fmt.Sprintf(`\k<%d>`, n), "", -1)
 	c.goSafe = false
 }
 
@@ -744,7 +809,17 @@ var rePosixClassesPCRE = map[string]string{
 // class rewrites a character class starting at '['.
 func (c *rePCRE) class() {
 	p := c.p
-	start := c.i
+	if c.i+1 < len(p) && (p[c.i+1] == ':' || p[c.i+1] == '.' || p[c.i+1] == '=') {
+		d := p[c.i+1]
+		j := c.i + 2
+		for j < len(p) && (reIsAlnum(p[j]) || p[j] == '^') {
+			j++
+		}
+		if j+1 < len(p) && p[j] == d && p[j+1] == ']' {
+			c.fail(c.i, "POSIX named classes are supported only within a class")
+			return
+		}
+	}
 	c.i++
 	var items strings.Builder
 	neg := false
@@ -943,7 +1018,6 @@ func (c *rePCRE) class() {
 		items.WriteString(`\-`)
 	}
 	flush()
-	_ = start
 	body := items.String()
 	if neg {
 		body = "[^" + body + "]"
@@ -958,8 +1032,11 @@ func (c *rePCRE) group() {
 	p := c.p
 	at := c.i
 	c.i++
-	push := func(open2, openGo string) {
-		g := rePCREGroup{flags: c.fl, start2: c.out2.Len(), startGo: c.outGo.Len()}
+	push := func(open2, openGo string, kind ...bool) {
+		g := rePCREGroup{flags: c.fl, start2: c.out2.Len(), startGo: c.outGo.Len(), firstLen: -2}
+		if len(kind) == 2 {
+			g.look, g.lb = kind[0], kind[1]
+		}
 		c.stack = append(c.stack, g)
 		c.out2.WriteString(open2)
 		c.outGo.WriteString(openGo)
@@ -1003,7 +1080,7 @@ func (c *rePCRE) group() {
 		return
 	case '=', '!':
 		c.i++
-		push("(?"+string(ch), "(?:")
+		push("(?"+string(ch), "(?:", true, false)
 		c.goSafe = false
 		return
 	case '|':
@@ -1045,7 +1122,7 @@ func (c *rePCRE) group() {
 		return
 	case '<':
 		if c.i+1 < len(p) && (p[c.i+1] == '=' || p[c.i+1] == '!') {
-			push("(?<"+string(p[c.i+1]), "(?:")
+			push("(?<"+string(p[c.i+1]), "(?:", true, true)
 			c.i += 2
 			c.goSafe = false
 			return
@@ -1138,7 +1215,7 @@ func (c *rePCRE) namedGroup(closer byte) {
 		return
 	}
 	c.names[name] = c.ngroups
-	g := rePCREGroup{flags: c.fl, start2: c.out2.Len(), startGo: c.outGo.Len()}
+	g := rePCREGroup{flags: c.fl, start2: c.out2.Len(), startGo: c.outGo.Len(), firstLen: -2}
 	c.stack = append(c.stack, g)
 	c.emit("(")
 	c.noAtom()
@@ -1210,4 +1287,13 @@ func rePCRECompile(label string, line int, pat, flags string, caps bool, opts *O
 		}
 	}
 	return m, true
+}
+
+// reFixedCount reports whether quantifier q is an exact count "{n}".
+func reFixedCount(q string) (int, bool) {
+	if len(q) < 3 || q[0] != '{' || strings.IndexByte(q, ',') >= 0 {
+		return 0, false
+	}
+	n, err := strconv.Atoi(q[1 : len(q)-1])
+	return n, err == nil
 }

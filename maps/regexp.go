@@ -20,6 +20,30 @@ package maps
 // and keys alike, to a private-use rune (U+F780..U+F7FF) that has no case,
 // is no letter, digit or space, and therefore behaves like an opaque byte in
 // both engines.
+//
+// Lookups try the rules in file order, first match wins, as Postfix does,
+// but skip rules that cannot match: each rule whose pattern requires a
+// literal (found from the Go parse tree, compared ASCII-case-folded) is
+// filed under one trigram of that literal, and a lookup only visits rules
+// whose trigram occurs in the key, plus every rule without such a literal
+// (negated rules, if/endif, regexp2-only patterns). TestRegexpPrefilter and
+// the fuzz targets check this against plain one-by-one evaluation.
+//
+// Known differences from Postfix 3.7 (each verified with postmap):
+//
+//   - regexp: rules that need the backtracking engine (back-references, \<,
+//     \>) match exactly the same keys, but their $n captures follow
+//     leftmost-first choices rather than POSIX leftmost-longest ones, e.g.
+//     /z*(a*)((a*)*|y\>)/ on "ay" gives $2 "" where glibc gives "y".
+//   - regexp: glibc sometimes reports a stale capture from a failed
+//     iteration of a repeated group (/((a|ab)|\bx){,2}[a-c]/ on "xÉ1xa":
+//     glibc $1 "x", postkit ""); postkit gives the POSIX answer.
+//   - pcre: the PCRE2 features listed in pcre.go are refused with a warning
+//     instead of being supported; the offsets in "error in regex at offset
+//     N" warnings are not always PCRE2's.
+//   - a regexp2 match that runs longer than reMatchTimeout fails the lookup
+//     with a temporary error; PCRE2 would go on until its backtracking
+//     limit.
 
 import (
 	"bytes"
@@ -168,8 +192,17 @@ func (t *reTable) Lookup(ctx context.Context, key string) (string, bool, error) 
 	if ok && v == "" {
 		return "", false, &Error{Map: t.Name(), Key: key, Err: ErrEmptyValue}
 	}
+	if ok && !utf8.ValidString(v) {
+		// A $n that cut a multi-byte character in half (Postfix matches
+		// bytes): Postfix refuses the value and the query fails.
+		t.opts.Warnf("", 0, "%s:%s: key \"%s\": non-UTF-8 value \"%s\": malformed UTF-8 or invalid codepoint", t.typ, t.name, rePrintable(key), rePrintable(v))
+		return "", false, &Error{Map: t.Name(), Key: key, Err: reErrNonUTF8Value}
+	}
 	return v, ok, nil
 }
+
+// reErrNonUTF8Value is the error of a lookup whose result is not UTF-8.
+var reErrNonUTF8Value = errors.New("query error: result is not valid UTF-8")
 
 // rePrintable replaces what cannot be shown in a log line with '?'.
 func rePrintable(s string) string {
@@ -319,10 +352,13 @@ type reRule struct {
 	line   int
 	m1, m2 *reMatcher // m2: the legacy "/re1/!/re2/" second pattern
 	neg1   bool
+	neg2   bool
 	result []rePart // nil for if/endif
 	subst  bool     // result uses $n
 	end    int      // for if: index of the matching endif (or len(rules))
 	lit    string   // required literal (ASCII-lowercased bytes), "" if none
+	litB   []byte   // lit as bytes
+	extra  bool     // endif followed by text
 }
 
 // rePart is a piece of a result: literal text, or a group reference.
@@ -346,7 +382,6 @@ type reKey struct {
 	orig   string
 	mapped string // bytes >= 0x80 turned into private-use runes
 	runes  []rune // lazily built for regexp2
-	lower  []byte // ASCII-lowercased original bytes, for the prefilter
 }
 
 func reMapKey(key string) string {
@@ -459,20 +494,32 @@ type reRuleSet struct {
 // that tests compare the prefiltered path against).
 func (rs *reRuleSet) lookup(key string, fast bool) (string, bool, error) {
 	k := &reKey{orig: key, mapped: reMapKey(key)}
+	// The prefilter's buffers live on the stack for ordinary keys and
+	// tables (up to 256 bytes, 2048 rules).
+	var lowerBuf [256]byte
+	var candBuf [32]uint64
 	var cand []uint64
+	var lower []byte
 	if fast && rs.tri != nil {
-		k.lower = make([]byte, len(key))
+		lower = lowerBuf[:0]
+		if len(key) > len(lowerBuf) {
+			lower = make([]byte, 0, len(key))
+		}
 		for i := 0; i < len(key); i++ {
 			c := key[i]
 			if 'A' <= c && c <= 'Z' {
 				c += 'a' - 'A'
 			}
-			k.lower[i] = c
+			lower = append(lower, c)
 		}
-		cand = make([]uint64, len(rs.always))
+		if len(rs.always) <= len(candBuf) {
+			cand = candBuf[:len(rs.always)]
+		} else {
+			cand = make([]uint64, len(rs.always))
+		}
 		copy(cand, rs.always)
-		for i := 0; i+3 <= len(k.lower); i++ {
-			t := uint32(k.lower[i])<<16 | uint32(k.lower[i+1])<<8 | uint32(k.lower[i+2])
+		for i := 0; i+3 <= len(lower); i++ {
+			t := uint32(lower[i])<<16 | uint32(lower[i+1])<<8 | uint32(lower[i+2])
 			for _, r := range rs.tri[t] {
 				cand[r>>6] |= 1 << (uint(r) & 63)
 			}
@@ -500,7 +547,7 @@ func (rs *reRuleSet) lookup(key string, fast bool) (string, bool, error) {
 			}
 			continue
 		}
-		if cand != nil && r.lit != "" && !bytes.Contains(k.lower, []byte(r.lit)) {
+		if cand != nil && r.lit != "" && !bytes.Contains(lower, r.litB) {
 			continue
 		}
 		ok, groups, err := r.m1.match(k, r.subst)
@@ -515,7 +562,7 @@ func (rs *reRuleSet) lookup(key string, fast bool) (string, bool, error) {
 			if err != nil {
 				return "", false, fmt.Errorf("line %d: %w", r.line, err)
 			}
-			if ok2 {
+			if ok2 == r.neg2 {
 				continue
 			}
 		}
@@ -578,6 +625,9 @@ func reBuild(typ, name string, lines []reLine, opts *Options) *reRuleSet {
 				opts.Warnf(label, ln.line, "ignoring ENDIF without matching IF")
 				continue
 			}
+			if r.extra {
+				opts.Warnf(label, ln.line, "ignoring extra text after ENDIF")
+			}
 			rs.rules[stack[len(stack)-1]].end = len(rs.rules)
 			stack = stack[:len(stack)-1]
 		}
@@ -604,7 +654,7 @@ func (rs *reRuleSet) index() {
 	for i := range rs.rules {
 		r := &rs.rules[i]
 		if r.kind == reKindMatch && !r.neg1 && r.m1.lit != "" && len(r.m1.lit) >= 3 {
-			r.lit = r.m1.lit
+			r.lit, r.litB = r.m1.lit, []byte(r.m1.lit)
 			for j := 0; j+3 <= len(r.lit); j++ {
 				count[reTri(r.lit[j:])]++
 			}
@@ -639,9 +689,8 @@ func reParseRule(typ, label string, ln reLine, opts *Options) (reRule, bool) {
 	}
 	switch {
 	case isWord(p, "endif"):
-		if strings.TrimSpace(p[5:]) != "" {
-			opts.Warnf(label, ln.line, "ignoring extra text after ENDIF")
-		}
+		// The extra-text warning comes after the nesting check (reBuild).
+		r.extra = strings.TrimSpace(p[5:]) != ""
 		r.kind = reKindEndif
 		return r, true
 	case isWord(p, "if"):
@@ -675,23 +724,24 @@ func reParseRule(typ, label string, ln reLine, opts *Options) (reRule, bool) {
 	if !ok {
 		return r, false
 	}
-	// The legacy form "/re1/!/re2/": the second pattern must not match.
+	// The legacy regexp: form "/re1/!/re2/": the second pattern must not
+	// match.
+	// The '!' is the first of the second pattern's negations, so "!!/re2/"
+	// asks for re2 to match.
 	var pat2, flags2 string
-	legacy := false
-	if len(rest) >= 2 && rest[0] == '!' && !reIsAlnum(rest[1]) && !reIsSpace(rest[1]) {
-		var neg2 bool
-		neg2, pat2, flags2, rest, ok = reGetPattern(typ, label, ln.line, rest[1:], opts)
+	var neg2, legacy bool
+	if typ == "regexp" && rest != "" && rest[0] == '!' {
+		neg2, pat2, flags2, rest, ok = reGetPattern(typ, label, ln.line, rest, opts)
 		if !ok {
 			return r, false
 		}
-		_ = neg2
 		legacy = true
 	}
 	result := strings.TrimSpace(rest)
 	if result == "" {
 		opts.Warnf(label, ln.line, "no replacement text: using empty string")
 	}
-	parts, maxSub, ok := reParseResult(label, ln.line, result, opts)
+	parts, maxSub, ok := reParseResult(typ, label, ln.line, result, opts)
 	if !ok {
 		return r, false
 	}
@@ -708,7 +758,7 @@ func reParseRule(typ, label string, ln reLine, opts *Options) (reRule, bool) {
 		return r, false
 	}
 	if maxSub > m1.ngroups {
-		opts.Warnf(label, ln.line, "out of range replacement index \"%d\": skipping this rule", maxSub)
+		opts.Warnf(label, ln.line, "out of range replacement index \"%d\": skipping this rule", int32(uint32(maxSub)))
 		return r, false
 	}
 	if legacy {
@@ -716,7 +766,7 @@ func reParseRule(typ, label string, ln reLine, opts *Options) (reRule, bool) {
 		if !ok {
 			return r, false
 		}
-		r.m2 = m2
+		r.m2, r.neg2 = m2, neg2
 	}
 	r.kind, r.m1, r.neg1, r.result, r.subst = reKindMatch, m1, neg, parts, maxSub > 0
 	return r, true
@@ -761,13 +811,20 @@ func reGetPattern(typ, label string, line int, s string, opts *Options) (neg boo
 		}
 	}
 	if i >= len(s) {
-		opts.Warnf(label, line, "no closing regexp delimiter \"%c\": skipping this rule", d)
+		// dict_pcre words this one differently from dict_regexp.
+		verb := "skipping"
+		if typ == "pcre" {
+			verb = "ignoring"
+		}
+		opts.Warnf(label, line, "no closing regexp delimiter \"%c\": %s this rule", d, verb)
 		return
 	}
 	pat = s[1:i]
 	s = s[i+1:]
 	j := 0
-	for j < len(s) && !reIsSpace(s[j]) && !(s[j] == '!' && j+1 < len(s) && !reIsAlnum(s[j+1]) && !reIsSpace(s[j+1])) {
+	// regexp: flags may be followed by the legacy "!/re2/"; pcre: has no
+	// legacy form, so a '!' there is an unknown option.
+	for j < len(s) && !reIsSpace(s[j]) && !(typ == "regexp" && s[j] == '!') {
 		j++
 	}
 	flags, rest = s[:j], s[j:]
@@ -787,7 +844,7 @@ func reGetPattern(typ, label string, line int, s string, opts *Options) (neg boo
 // reParseResult splits a result into literal text and $n references
 // (regexp_table(5): $1..$9, ${n}, $(n), $$). maxSub is the highest group
 // referenced.
-func reParseResult(label string, line int, s string, opts *Options) ([]rePart, int, bool) {
+func reParseResult(typ, label string, line int, s string, opts *Options) ([]rePart, int, bool) {
 	var parts []rePart
 	var lit strings.Builder
 	maxSub := 0
@@ -832,17 +889,24 @@ func reParseResult(label string, line int, s string, opts *Options) ([]rePart, i
 			opts.Warnf("", 0, "empty macro name: \"%s\"", s)
 			return bad()
 		}
-		n, err := strconv.Atoi(name)
-		if err != nil || name[0] == '+' || name[0] == '-' {
-			if strings.Trim(name, "0123456789") == "" {
-				n = 1 << 30 // a huge number: out of range below
-			} else {
-				opts.Warnf(label, line, "non-numeric replacement index \"%s\"", name)
-				return bad()
-			}
+		if strings.Trim(name, "0123456789") != "" {
+			opts.Warnf(label, line, "non-numeric replacement index \"%s\"", name)
+			return bad()
 		}
+		// Postfix converts with atoi() into an int and compares it
+		// unsigned: mirror that for absurdly long numbers.
+		v, err := strconv.ParseInt(name, 10, 64)
+		if err != nil {
+			v = 1<<63 - 1
+		}
+		n := int(uint32(int32(v)))
 		if n == 0 {
-			opts.Warnf(label, line, "out-of-range replacement index \"%d\"", n)
+			// dict_regexp and dict_pcre spell this one differently.
+			if typ == "pcre" {
+				opts.Warnf(label, line, "out of range replacement index \"%s\"", name)
+			} else {
+				opts.Warnf(label, line, "out-of-range replacement index \"%s\"", name)
+			}
 			return bad()
 		}
 		if lit.Len() > 0 {

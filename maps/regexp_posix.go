@@ -74,6 +74,7 @@ type rePosix struct {
 	back     bool
 	err      string
 	caretNow bool // BRE: a '^' here is an anchor (after \(, \|, an anchor)
+	lastWord bool // the previous atom must end in a word character
 }
 
 // reTranslatePOSIX translates a regexp_table(5) pattern. ere selects
@@ -268,6 +269,7 @@ func (c *rePosix) parseRegExp(tok *reTok, nest int) string {
 // parseBranch parses a concatenation (glibc parse_branch).
 func (c *rePosix) parseBranch(tok *reTok, nest int) string {
 	var b strings.Builder
+	c.lastWord = false
 	for tok.typ != rtAlt && tok.typ != rtEnd && (nest == 0 || tok.typ != rtClose) {
 		s := c.parseExpression(tok, nest)
 		if c.err != "" {
@@ -354,15 +356,28 @@ func (c *rePosix) parseExpression(tok *reTok, nest int) string {
 		case 'B':
 			atom = `\B`
 		case '<':
-			c.back = true
 			atom = `(?<![` + reWordSet + `])(?=[` + reWordSet + `])`
 		case '>':
-			c.back = true
 			atom = `(?<=[` + reWordSet + `])(?![` + reWordSet + `])`
+			if c.lastWord {
+				// After a character that must be a word character,
+				// \> is just a word boundary, which Go has.
+				atom = `\b`
+			}
 		}
+		anchor := tok.c
+		c.lastWord = false
 		// An anchor takes no repetition; the next token is read with a
 		// BRE '^' allowed to anchor.
 		*tok = c.fetchCaret()
+		if anchor == '<' && c.err == "" && c.nextIsWord(*tok) {
+			// Before a word character that is not optional, \< is
+			// just a word boundary.
+			atom = `\b`
+		}
+		if (anchor == '<' || anchor == '>') && atom != `\b` {
+			c.back = true
+		}
 		return atom
 	case rtClass:
 		switch tok.c {
@@ -376,6 +391,7 @@ func (c *rePosix) parseExpression(tok *reTok, nest int) string {
 			atom = `[^` + reSpaceSet + `]`
 		}
 	}
+	word := reIsWordTok(*tok)
 	*tok = c.fetch()
 	if c.err != "" {
 		return ""
@@ -383,6 +399,9 @@ func (c *rePosix) parseExpression(tok *reTok, nest int) string {
 	// Repetition operators.
 	quantified := false
 	for tok.typ == rtStar || tok.typ == rtPlus || tok.typ == rtQuest || tok.typ == rtOpenDup {
+		if tok.typ != rtPlus {
+			word = false
+		}
 		if quantified {
 			atom = "(?:" + atom + ")"
 		}
@@ -398,10 +417,30 @@ func (c *rePosix) parseExpression(tok *reTok, nest int) string {
 			return ""
 		}
 	}
+	// Remember whether the atom just parsed must end in a word character,
+	// for a following \>.
+	c.lastWord = word
 	if quantified {
 		return "(?:" + atom + ")"
 	}
 	return atom
+}
+
+// reIsWordTok reports whether t matches exactly one word character.
+func reIsWordTok(t reTok) bool {
+	return t.typ == rtChar && (reIsAlnum(t.c) || t.c == '_') || t.typ == rtClass && t.c == 'w'
+}
+
+// nextIsWord reports whether t, the token after a \<, is a word character
+// that is not made optional by a following *, ? or interval.
+func (c *rePosix) nextIsWord(t reTok) bool {
+	if !reIsWordTok(t) {
+		return false
+	}
+	save, saveErr := c.i, c.err
+	nt := c.peek()
+	c.i, c.err = save, saveErr
+	return nt.typ != rtStar && nt.typ != rtQuest && nt.typ != rtOpenDup
 }
 
 // parseSubExp parses a group after its '(' (glibc parse_sub_exp).
@@ -684,6 +723,10 @@ func (c *rePosix) parseBracket() string {
 	var items strings.Builder
 	nonMatch := false
 	typ, ch, n := c.peekBracket()
+	if typ == rbtEnd {
+		c.setErr(reEBadPat)
+		return ""
+	}
 	if typ == rbtNonMatch {
 		nonMatch = true
 		c.i += n
