@@ -97,15 +97,26 @@ type Config struct {
 	entries map[string]entry
 	order   []string // names in main.cf, in order of first appearance
 	host    Host
+	// hostSet is true once host is known: SystemHost is asked lazily,
+	// since most programs never need a host-dependent default.
+	hostSet bool
 
 	mu       sync.Mutex
+	hostOnce sync.Once
 	warnings []Warning
+	// expanded caches Lookup's results; Set, Unset and SetHost clear it.
+	expanded map[string]lookupResult
+}
+
+type lookupResult struct {
+	value string
+	err   error
 }
 
 // Default returns a Config with no main.cf: every parameter at its built-in
 // default, as `postconf -d` shows them.
 func Default() *Config {
-	return &Config{entries: map[string]entry{}, host: SystemHost()}
+	return &Config{entries: map[string]entry{}}
 }
 
 // Load reads dir/main.cf. Like postconf, a missing main.cf is an error
@@ -149,7 +160,10 @@ func Parse(filename string, r io.Reader) (*Config, error) {
 			return nil, &SyntaxError{File: filename, Line: ll.line, Msg: msg}
 		}
 		if old, ok := c.entries[name]; ok {
-			c.warn(ll.line, "overriding earlier entry: "+name+"="+printable(old.value))
+			// Postfix warns only when the value changes.
+			if old.value != value {
+				c.warn(ll.line, "overriding earlier entry: "+name+"="+printable(old.value))
+			}
 		} else {
 			c.order = append(c.order, name)
 		}
@@ -265,7 +279,29 @@ func (c *Config) Warnings() []Warning {
 
 // SetHost replaces the host facts (hostname, interface addresses) used for
 // the defaults of myhostname, mydomain and mynetworks; tests use it.
-func (c *Config) SetHost(h Host) { c.host = h }
+func (c *Config) SetHost(h Host) {
+	c.hostOnce.Do(func() {})
+	c.host, c.hostSet = h, true
+	c.invalidate()
+}
+
+// hostInfo returns the host facts, reading them from the system on first
+// use.
+func (c *Config) hostInfo() Host {
+	c.hostOnce.Do(func() {
+		if !c.hostSet {
+			c.host, c.hostSet = SystemHost(), true
+		}
+	})
+	return c.host
+}
+
+// invalidate drops the cached expansions after a change.
+func (c *Config) invalidate() {
+	c.mu.Lock()
+	c.expanded = nil
+	c.mu.Unlock()
+}
 
 // Set sets a parameter as if main.cf contained "name = value" (the value
 // is stored raw, like main.cf values).
@@ -274,6 +310,7 @@ func (c *Config) Set(name, value string) {
 		c.order = append(c.order, name)
 	}
 	c.entries[name] = entry{value: value}
+	c.invalidate()
 }
 
 // Unset removes a parameter set in main.cf or with Set; it is back at its
@@ -283,6 +320,7 @@ func (c *Config) Unset(name string) {
 		return
 	}
 	delete(c.entries, name)
+	c.invalidate()
 	for i, n := range c.order {
 		if n == name {
 			c.order = append(c.order[:i], c.order[i+1:]...)
@@ -378,20 +416,33 @@ func (c *Config) DefaultValue(name string) (string, bool) {
 
 // Lookup returns the expanded value of name. ok is false when the name is
 // neither set nor built in. Undefined names met on the way expand to "" and
-// are recorded as warnings.
+// are recorded as warnings (once: results are cached until the next Set,
+// Unset or SetHost).
 func (c *Config) Lookup(name string) (value string, ok bool, err error) {
+	c.mu.Lock()
+	r, hit := c.expanded[name]
+	c.mu.Unlock()
+	if hit {
+		return r.value, true, r.err
+	}
 	raw, ok := c.Raw(name)
 	if !ok {
 		return "", false, nil
 	}
-	if rawParams[name] {
-		return raw, true, nil
+	r.value = raw
+	if !rawParams[name] {
+		r.value, err = c.Expand(raw)
+		if err != nil {
+			r.err = c.paramError(name, raw, err)
+		}
 	}
-	v, err := c.Expand(raw)
-	if err != nil {
-		return v, true, c.paramError(name, raw, err)
+	c.mu.Lock()
+	if c.expanded == nil {
+		c.expanded = map[string]lookupResult{}
 	}
-	return v, true, nil
+	c.expanded[name] = r
+	c.mu.Unlock()
+	return r.value, true, r.err
 }
 
 func (c *Config) paramError(name, raw string, err error) *ParamError {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -61,6 +62,25 @@ func TestConfigRecursion(t *testing.T) {
 	}
 }
 
+// TestConfigExpandBlowup: values that each refer to the next twice
+// would take 2^40 steps; expansion must stop with an error instead.
+func TestConfigExpandBlowup(t *testing.T) {
+	var b strings.Builder
+	for i := range 40 {
+		fmt.Fprintf(&b, "p%d = $p%d$p%d\n", i, i+1, i+1)
+	}
+	b.WriteString("p40 = x\n")
+	c, err := Parse("main.cf", strings.NewReader(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = c.Lookup("p0")
+	var xe *ExpandError
+	if !errors.As(err, &xe) || !strings.Contains(xe.Msg, "macro expansion too large") {
+		t.Errorf("Lookup(p0) error %v, want macro expansion too large", err)
+	}
+}
+
 func TestConfigParse(t *testing.T) {
 	src := "  lead = 1\ncompatibility_level = 3.6\nfoo = a\n  b\n# c\n\tc\nbar = x # y\nfoo = last\n"
 	c, err := Parse("/x/main.cf", strings.NewReader(src))
@@ -72,6 +92,10 @@ func TestConfigParse(t *testing.T) {
 	}
 	if v, _ := c.Raw("foo"); v != "last" || c.Line("foo") != 8 {
 		t.Errorf("foo = %q line %d", v, c.Line("foo"))
+	}
+	// Setting the same value again is not warned about.
+	if c2, _ := Parse("m", strings.NewReader("a = 1\na = 1\na=2\n")); len(c2.Warnings()) != 1 {
+		t.Errorf("same-value override warnings: %v", c2.Warnings())
 	}
 	ws := c.Warnings()
 	if len(ws) != 2 || ws[1].String() != "/x/main.cf, line 8: overriding earlier entry: foo=a  b?c" ||
@@ -118,6 +142,30 @@ func TestConfigCompatDefaults(t *testing.T) {
 	c.Set("mynetworks_style", "class")
 	if g := c.Get("mynetworks"); g != "10.0.0.0/8 [2001:db8::]/64" {
 		t.Errorf("class mynetworks = %q", g)
+	}
+}
+
+// TestConfigStartupDefaults: myhostname and mydomain defaults are
+// computed when only main.cf settings are defined (Postfix 3.7 behaviour,
+// checked against postconf by TestPostconfOracleRandom).
+func TestConfigStartupDefaults(t *testing.T) {
+	for _, tc := range []struct{ src, name, want string }{
+		{"myhostname = $alias_maps.example\n", "mydomain", "example"},
+		{"mydomain = a$compatibility_level.b\n", "myhostname", "vm.a.b"},
+		{"compatibility_level = 2\nmydomain = a$compatibility_level.b\n", "myhostname", "vm.a2.b"},
+		{"mydomain = $myhostname\n", "myhostname", "vm."},
+	} {
+		c, err := Parse("m", strings.NewReader(tc.src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetHost(Host{Hostname: "vm"})
+		if got := c.Get(tc.name); got != tc.want {
+			t.Errorf("%q: %s = %q, want %q", tc.src, tc.name, got, tc.want)
+		}
+	}
+	if _, err := Default().ExpandStartup("${{$compatibility_level} <level {1} ? {a} : {b}}"); err == nil {
+		t.Error("ExpandStartup: a <level comparison with an unset compatibility_level succeeded")
 	}
 }
 
@@ -199,7 +247,8 @@ func TestConfigEditText(t *testing.T) {
 }
 
 func FuzzConfigParse(f *testing.F) {
-	for _, s := range []string{"a = 1\n  b\n# c\n\td\n", "a = $b\nb = ${a?{x}:{y}}\n", "=\n", "  x\ny = ${{1}<level{2}?a:b}\n"} {
+	for _, s := range []string{"a = 1\n  b\n# c\n\td\n", "a = $b\nb = ${a?{x}:{y}}\n", "=\n", "  x\ny = ${{1}<level{2}?a:b}\n",
+		"a = $b$b\nb = $c$c\nc = $d$d\nd = $e$e\ne = $f$f\nf = $g$g\ng = $h$h\nh = x\n"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -212,6 +261,10 @@ func FuzzConfigParse(f *testing.F) {
 			c.List(n)
 		}
 		EditText("m", []byte(s), []Edit{{Op: EditSet, Name: "a", Value: "1"}})
+		// No edits: the text comes back byte for byte.
+		if out, _ := EditText("m", []byte(s), nil); string(out) != s {
+			t.Errorf("EditText without edits changed %q to %q", s, out)
+		}
 	})
 }
 
@@ -225,5 +278,11 @@ func FuzzConfigExpand(f *testing.F) {
 		e.Expand(s)
 		References(s)
 		SplitList(s)
+		// Text without '$' is left alone.
+		if !strings.Contains(s, "$") {
+			if got, err := e.Expand(s); err != nil || got != s {
+				t.Errorf("Expand(%q) = %q, %v", s, got, err)
+			}
+		}
 	})
 }

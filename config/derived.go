@@ -88,22 +88,16 @@ func (c *Config) derivedDefault(name string) string {
 // defaultHostname: postconf(5) myhostname: the fully-qualified name from
 // gethostname(); a name without a dot gets ".$mydomain" appended, where
 // mydomain is taken from main.cf if set there, else "localdomain".
+// Postfix computes this at start-up, so mydomain is expanded as
+// ExpandStartup does.
 func (c *Config) defaultHostname() string {
-	h := c.host.Hostname
+	h := c.hostInfo().Hostname
 	if strings.Contains(h, ".") {
 		return h
 	}
 	domain := defaultDomain
 	if e, ok := c.entries["mydomain"]; ok {
-		// Expanding mydomain may refer back to myhostname; expand it with
-		// myhostname hidden to end that loop.
-		ex := Expander{Recursive: true, Lookup: func(n string) (string, bool) {
-			if n == "myhostname" {
-				return "", false
-			}
-			return c.Raw(n)
-		}}
-		if v, err := ex.Expand(e.value); err == nil {
+		if v, err := c.ExpandStartup(e.value); err == nil {
 			domain = v
 		}
 	}
@@ -111,24 +105,36 @@ func (c *Config) defaultHostname() string {
 }
 
 // defaultDomain: postconf(5) mydomain: $myhostname minus its first
-// component, or "localdomain" when nothing is left.
+// component, or "localdomain" when nothing is left. Like the hostname it
+// is computed at start-up.
 func (c *Config) defaultDomain() string {
 	var h string
 	if e, ok := c.entries["myhostname"]; ok {
-		ex := Expander{Recursive: true, Lookup: func(n string) (string, bool) {
-			if n == "mydomain" {
-				return "", false
-			}
-			return c.Raw(n)
-		}}
-		h, _ = ex.Expand(e.value)
+		h, _ = c.ExpandStartup(e.value)
 	} else {
-		h = c.host.Hostname
+		h = c.hostInfo().Hostname
 	}
 	if _, rest, ok := strings.Cut(h, "."); ok && rest != "" {
 		return rest
 	}
 	return defaultDomain
+}
+
+// ExpandStartup expands s as Postfix does while it starts up, when it
+// computes the host-dependent defaults (myhostname, mydomain) and reads
+// the parameters it needs first (inet_interfaces, inet_protocols,
+// mynetworks_style, ...): only names set in main.cf are defined then; a
+// built-in default, compatibility_level's included, is not yet, so it
+// expands to nothing (found by experiment with Postfix 3.7: with
+// "myhostname = $alias_maps.example" and no mydomain, mydomain is
+// "example"; a "<level" comparison with an unset compatibility_level is
+// malformed there).
+func (c *Config) ExpandStartup(s string) (string, error) {
+	e := Expander{Recursive: true, Lookup: func(n string) (string, bool) {
+		v, ok := c.entries[n]
+		return v.value, ok
+	}}
+	return e.Expand(s)
 }
 
 // NetworksDefault computes the default of mynetworks (postconf(5)
@@ -137,17 +143,14 @@ func (c *Config) defaultDomain() string {
 // interface's prefix) or class (the IPv4 class A/B/C network; IPv6 stays
 // at the subnet) networks. An unknown style is an error, as in Postfix.
 func (c *Config) NetworksDefault() (string, error) {
-	style, err := c.Expand(mustRaw(c, "mynetworks_style"))
+	// Postfix checks inet_protocols first, then that the style is one
+	// word, then the style name; all three case-sensitively.
+	protos, err := c.Expand(mustRaw(c, "inet_protocols"))
 	if err != nil {
 		return "", err
 	}
-	style = strings.ToLower(strings.Trim(style, lineSpace))
-	if style != "host" && style != "subnet" && style != "class" {
-		return "", fmt.Errorf("unknown mynetworks mask style value \"%s\" in \"%s\"", style, style)
-	}
-	protos, _ := c.Expand(mustRaw(c, "inet_protocols"))
 	want4, want6 := false, false
-	for _, p := range SplitList(strings.ToLower(protos)) {
+	for _, p := range SplitList(protos) {
 		switch p {
 		case "all":
 			want4, want6 = true, true
@@ -155,7 +158,21 @@ func (c *Config) NetworksDefault() (string, error) {
 			want4 = true
 		case "ipv6":
 			want6 = true
+		default:
+			return "", fmt.Errorf("unknown inet_protocols value \"%s\" in \"%s\"", p, protos)
 		}
+	}
+	styleValue, err := c.Expand(mustRaw(c, "mynetworks_style"))
+	if err != nil {
+		return "", err
+	}
+	words := SplitList(styleValue)
+	if len(words) != 1 {
+		return "", fmt.Errorf("bad mynetworks_style value: %s; specify exactly one value", styleValue)
+	}
+	style := words[0]
+	if style != "host" && style != "subnet" && style != "class" {
+		return "", fmt.Errorf("unknown mynetworks mask style value \"%s\" in \"%s\"", style, styleValue)
 	}
 	ifaces, _ := c.Expand(mustRaw(c, "inet_interfaces"))
 	addrs := c.listenPrefixes(SplitList(strings.ToLower(ifaces)))
@@ -199,9 +216,9 @@ func (c *Config) listenPrefixes(items []string) []netip.Prefix {
 	for _, it := range items {
 		switch it {
 		case "all":
-			return c.host.Interfaces
+			return c.hostInfo().Interfaces
 		case "loopback-only":
-			for _, p := range c.host.Interfaces {
+			for _, p := range c.hostInfo().Interfaces {
 				if p.Addr().IsLoopback() {
 					out = append(out, p)
 				}
@@ -220,7 +237,7 @@ func (c *Config) listenPrefixes(items []string) []netip.Prefix {
 		}
 		for _, a := range ips {
 			p := netip.PrefixFrom(a, a.BitLen())
-			for _, q := range c.host.Interfaces {
+			for _, q := range c.hostInfo().Interfaces {
 				if q.Addr() == a {
 					p = q
 					break

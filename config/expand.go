@@ -12,6 +12,12 @@ import (
 // otherwise never end).
 const maxNesting = 100
 
+// maxReferences bounds the work of one expansion. Without it, values
+// that each refer to the next twice ("a = $b$b", "b = $c$c", ...) take
+// time exponential in their number; Postfix would run until it ran out of
+// memory, a toolkit must answer.
+const maxReferences = 1 << 14
+
 // ExpandError is a syntax or nesting error found while expanding $name
 // forms. Msg is the text Postfix prints as a warning, e.g.
 // `truncated macro reference: "${a"`.
@@ -56,7 +62,7 @@ type Expander struct {
 
 // Expand returns s with every $ form replaced.
 func (e *Expander) Expand(s string) (string, error) {
-	x := &expansion{lookup: e.Lookup, recursive: e.Recursive, undefined: e.Undefined}
+	x := &expansion{lookup: e.Lookup, recursive: e.Recursive, undefined: e.Undefined, refs: new(int)}
 	x.parse(s)
 	if x.err != nil {
 		return x.out.String(), x.err
@@ -69,7 +75,7 @@ func (e *Expander) Expand(s string) (string, error) {
 // postconf decides which user-defined parameters are in use.
 func References(s string) ([]string, error) {
 	var names []string
-	x := &expansion{scan: true, onName: func(n string) { names = append(names, n) }}
+	x := &expansion{scan: true, onName: func(n string) { names = append(names, n) }, refs: new(int)}
 	x.parse(s)
 	return names, x.err
 }
@@ -82,6 +88,7 @@ type expansion struct {
 	onName    func(string)
 	undefined func(string)
 	depth     int
+	refs      *int // references expanded so far, shared with sub-expansions
 	err       error
 	out       strings.Builder
 }
@@ -210,6 +217,10 @@ func (x *expansion) curly(s string) (payload, rest string, ok bool) {
 
 // reference handles the text of one $name, ${...} or $(...).
 func (x *expansion) reference(ref string) {
+	if *x.refs++; *x.refs > maxReferences {
+		x.fail("macro expansion too large: more than %d references", maxReferences)
+		return
+	}
 	if !x.enter(ref) {
 		return
 	}
@@ -428,7 +439,7 @@ func (x *expansion) sub(s string) string {
 	if x.err != nil {
 		return ""
 	}
-	y := &expansion{lookup: x.lookup, recursive: x.recursive, undefined: x.undefined, depth: x.depth}
+	y := &expansion{lookup: x.lookup, recursive: x.recursive, undefined: x.undefined, depth: x.depth, refs: x.refs}
 	y.parse(s)
 	if y.err != nil {
 		x.err = y.err

