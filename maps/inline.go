@@ -39,20 +39,20 @@ func inlSplit(s string) ([]string, error) {
 			} else if c == '}' {
 				depth--
 				if depth < 0 {
-					return nil, fmt.Errorf("unexpected '}' in %q", s[start:])
+					return nil, fmt.Errorf(`unexpected '}' in "%s"`, s[start:])
 				}
 				if depth == 0 && s[start] == '{' && i+1 < len(s) && s[i+1] != ',' && !srcIsSpace(s[i+1]) {
 					end := i + 1
 					for end < len(s) && s[end] != ',' && !srcIsSpace(s[end]) {
 						end++
 					}
-					return nil, fmt.Errorf("syntax error after '}' in %q", s[start:end])
+					return nil, fmt.Errorf(`syntax error after '}' in "%s"`, s[start:end])
 				}
 			}
 			i++
 		}
 		if depth > 0 {
-			return nil, fmt.Errorf("missing '}' in %q", s[start:])
+			return nil, fmt.Errorf(`missing '}' in "%s"`, s[start:])
 		}
 		items = append(items, s[start:i])
 	}
@@ -87,37 +87,39 @@ type inlTable struct {
 }
 
 // openInline opens inline:{ key=value, { key = value with spaces }, ... }
-// (postconf(5), "inline"). Keys are folded; a later key replaces an earlier
-// one without a warning, as in Postfix.
+// (postconf(5), "inline"). Items are separated by commas or whitespace; an
+// item in braces may hold spaces around '=' and in its value, but not in its
+// key. Keys are folded; a later key replaces an earlier one without a
+// warning, as in Postfix.
 func openInline(ctx context.Context, name string, opts Options) (Map, error) {
 	spec := "inline:" + name
 	fail := func(what string) error {
-		return fmt.Errorf(`maps: %s; need "inline:{name=value...}"`, what)
+		return fmt.Errorf(`maps: %s: "%s"; need "inline:{name=value...}"`, what, spec)
 	}
 	inner, ok := inlBraced(name)
 	if !ok || inner == "" {
-		return nil, fail(fmt.Sprintf("bad syntax: %q", spec))
+		return nil, fail("bad syntax")
 	}
 	items, err := inlSplit(inner)
 	if err != nil {
 		if strings.HasPrefix(err.Error(), "syntax error after") {
-			return nil, fail(fmt.Sprintf("%v: %q", err, spec))
+			return nil, fail(err.Error())
 		}
-		return nil, fail(fmt.Sprintf("bad syntax: %q", spec))
+		return nil, fail("bad syntax")
 	}
 	if len(items) == 0 {
-		return nil, fail(fmt.Sprintf("empty table: %q", spec))
+		return nil, fail("empty table")
 	}
 	t := &inlTable{name: spec, m: make(map[string]string, len(items))}
 	for _, it := range items {
 		if it[0] == '{' {
 			it = srcTrim(it[1 : len(it)-1])
 		}
-		k, v, ok := strings.Cut(it, "=")
-		if !ok {
-			return nil, fail(fmt.Sprintf("missing '=' after attribute name: %q", spec))
+		k, v, msg := inlNameValue(it)
+		if msg != "" {
+			return nil, fail(msg)
 		}
-		k, v = FoldKey(srcTrim(k)), srcTrim(v)
+		k = FoldKey(k)
 		if _, dup := t.m[k]; !dup {
 			t.entries = append(t.entries, Entry{Key: k})
 		}
@@ -129,11 +131,55 @@ func openInline(ctx context.Context, name string, opts Options) (Map, error) {
 	return t, nil
 }
 
-// Lookup implements Map. An empty value is an error, as in Postfix.
-func (t *inlTable) Lookup(_ context.Context, key string) (string, bool, error) {
-	if key == "" {
-		return "", false, nil
+// inlNameValue splits one inline item, "name = value", with the rules
+// Postfix 3.7 applies (checked against postmap -s): the name ends at the
+// first whitespace or '=' outside double quotes; a backslash protects the
+// next character; quotes and backslashes stay part of the name. Then only
+// whitespace may come before '='. The value is the rest, trimmed, '='
+// characters and all. msg is Postfix's complaint, or "".
+func inlNameValue(s string) (name, value, msg string) {
+	i := 0
+	for i < len(s) && srcIsSpace(s[i]) {
+		i++
 	}
+	if i == len(s) {
+		return "", "", "no key found; expected format: key = value"
+	}
+	start := i
+	quoted := false
+scan:
+	for ; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\':
+			if i+1 == len(s) {
+				i++
+				break scan
+			}
+			i++
+		case c == '"':
+			quoted = !quoted
+		case !quoted && (c == '=' || srcIsSpace(c)):
+			break scan
+		}
+	}
+	if quoted {
+		return "", "", `unbalanced '"'`
+	}
+	name = s[start:min(i, len(s))]
+	rest := s[min(i, len(s)):]
+	j := 0
+	for j < len(rest) && srcIsSpace(rest[j]) {
+		j++
+	}
+	if j == len(rest) || rest[j] != '=' {
+		return "", "", "missing '=' after attribute name"
+	}
+	return name, srcTrim(rest[j+1:]), ""
+}
+
+// Lookup implements Map. An empty value is an error, as in Postfix. The
+// empty key is found when the table has one ("inline:{ =v }").
+func (t *inlTable) Lookup(_ context.Context, key string) (string, bool, error) {
 	v, ok := t.m[FoldKey(key)]
 	if ok && v == "" {
 		return "", false, &Error{Map: t.name, Key: key, Err: ErrEmptyValue}
@@ -175,9 +221,9 @@ func openStatic(ctx context.Context, name string, opts Options) (Map, error) {
 		case ok:
 			value = srcTrim(inner)
 		case inlBalanced(name):
-			return nil, fmt.Errorf(`maps: bad static:name syntax: syntax error after '}' in %q`, name)
+			return nil, fmt.Errorf(`maps: bad static:name syntax: syntax error after '}' in "%s"`, name)
 		default:
-			return nil, fmt.Errorf(`maps: bad static:name syntax: missing '}' in %q`, name)
+			return nil, fmt.Errorf(`maps: bad static:name syntax: missing '}' in "%s"`, name)
 		}
 	}
 	return &inlStatic{name: "static:" + name, value: value}, nil
@@ -224,8 +270,10 @@ func openFail(ctx context.Context, name string, opts Options) (Map, error) {
 	return &inlFail{name: "fail:" + name}, nil
 }
 
-// inlErrFail is what every fail: lookup wraps.
-var inlErrFail = errors.New("table lookup failed (fail: table)")
+// inlErrFail is what every fail: lookup wraps. Its text is what postmap -q
+// prints for a fail: table ("postmap: fatal: table fail:x: query error:
+// Application error"): Postfix's fail table sets no errno of its own.
+var inlErrFail = errors.New("Application error")
 
 // Lookup implements Map.
 func (t *inlFail) Lookup(_ context.Context, key string) (string, bool, error) {
@@ -252,7 +300,7 @@ func inlOpenMulti(ctx context.Context, typ, name string, opts Options) (Map, err
 		items, err = inlSplit(inner)
 	}
 	if !ok || err != nil || len(items) == 0 {
-		return nil, fmt.Errorf(`maps: bad syntax: %q; need "%s:{type:name...}"`, spec, typ)
+		return nil, fmt.Errorf(`maps: bad syntax: "%s"; need "%s:{type:name...}"`, spec, typ)
 	}
 	reg := opts.Registry
 	if reg == nil {

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/postkit-mail/postkit/internal/oracle"
@@ -139,5 +141,80 @@ func TestInlUnixFiles(t *testing.T) {
 	g, _ := openUnix(ctx, "group.byname", Options{})
 	if v, ok, _ := g.Lookup(ctx, "staff"); !ok || v != "staff:x:50:alice,bob" {
 		t.Errorf("staff = %q %v", v, ok)
+	}
+}
+
+// TestInlSyntaxVsPostmap opens inline: specs that test the item syntax and
+// compares with postmap -s: the same entries, or the same fatal message.
+func TestInlSyntaxVsPostmap(t *testing.T) {
+	oracle.Require(t, "postmap")
+	cfg := oracle.ConfigDir(t, "")
+	specs := []string{
+		`inline:{ {key with = spaces} }`,
+		`inline:{ {"a b"=c} }`,
+		`inline:{ {"a b = c} }`,
+		`inline:{ "a b"=c }`,
+		`inline:{ {a\ b=c} }`,
+		`inline:{ { =c} }`,
+		`inline:{ {   } }`,
+		`inline:{ {} }`,
+		`inline:{ a=b=c }`,
+		`inline:{ {k = v v} }`,
+		`inline:{ k="v" }`,
+		`inline:{ {"k"  =  v } }`,
+		`inline:{ {k"x y"z = v} }`,
+		`inline:{ {a\\=b = c} }`,
+		`inline:{ {a\=b = c} }`,
+		`inline:{ "a=b" }`,
+		`inline:{ {k\ } }`,
+		`inline:{ {k\} }`,
+		`inline:{ , }`,
+		`inline:{ =v }`,
+		`inline:{ {"x=y}}`,
+		`inline:{ {k=v }`,
+		`inline:{ {k=v}x }`,
+		`inline:{ a={b c} }`,
+		`inline:{ {a}=b }`,
+		`inline:{ {{a}=b} }`,
+		`inline:{ k=v, {x = {y z}} }`,
+		`inline:{k=v}x`,
+		`inline:{ k=v }}`,
+		"inline:{ {k\t=\tv\t} }",
+	}
+	// Postfix sleeps a second before a fatal exit: run them side by side.
+	postmap := oracle.Require(t, "postmap")
+	reals := make([]oracle.Result, len(specs))
+	var wg sync.WaitGroup
+	for i, spec := range specs {
+		wg.Go(func() {
+			cmd := exec.Command(postmap, "-c", cfg, "-s", spec)
+			var out, errb bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			err := cmd.Run()
+			reals[i] = oracle.Result{Stdout: out.Bytes(), Stderr: errb.Bytes()}
+			if err != nil {
+				reals[i].Code = 1
+			}
+		})
+	}
+	wg.Wait()
+	for i, spec := range specs {
+		t.Run(spec, func(t *testing.T) {
+			real := reals[i]
+			m, err := Default().Open(context.Background(), spec, Options{})
+			if real.Code != 0 {
+				want := strings.TrimSuffix(strings.TrimPrefix(string(real.Stderr), "postmap: fatal: "), "\n")
+				if err == nil || strings.TrimPrefix(err.Error(), "maps: ") != want {
+					t.Errorf("error %v, postmap says %q", err, want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("error %v, postmap accepts it: %q", err, real.Stdout)
+			}
+			if got, want := srcEntries(t, m), srcSortedLines(real.Stdout); strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Errorf("entries %q, postmap -s %q", got, want)
+			}
+		})
 	}
 }

@@ -16,9 +16,10 @@ import (
 // ReadSource parses a table source file: postmap(1) format, or aliases(5)
 // format when opts.Aliases is set (postalias(1)). file names the source in
 // warnings. Records come back in file order, with the line each logical line
-// starts on; duplicate keys are kept (see DedupeRecords). Bad lines are
-// reported through opts.Warn with Postfix's wording and skipped, as postmap
-// does, so the only error is a failure to read r.
+// starts on; duplicate keys are kept (see ReadSourceDeduped, which drops them
+// and warns as Postfix does). Bad lines are reported through opts.Warn with
+// Postfix's wording and skipped, as postmap does, so the only error is a
+// failure to read r.
 //
 // Keys are folded to lower case (FoldKey) unless opts.NoFold (postmap -f).
 // As with smtputf8_enable = yes (the default at compatibility_level 3.6), a
@@ -28,48 +29,115 @@ func ReadSource(r io.Reader, file string, opts Options) ([]Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("maps: read %s: %w", file, err)
 	}
-	return srcParse(string(data), file, &opts), nil
+	var recs []Record
+	srcParse(string(data), file, &opts, false, func(rec Record, _ string) { recs = append(recs, rec) })
+	return recs, nil
+}
+
+// Duplicates says which record a table keeps when its source holds a key
+// more than once.
+type Duplicates int
+
+const (
+	// DuplicatesWarn keeps the first record and warns about every later
+	// one: what postmap(1) and postalias(1) do by default.
+	DuplicatesWarn Duplicates = iota
+	// DuplicatesReplace keeps the last record, silently: postmap -r and
+	// postalias -r ("when updating a table, do not complain about
+	// attempts to update existing entries, and make those updates").
+	DuplicatesReplace
+	// DuplicatesIgnore keeps the first record, silently: postmap -w and
+	// postalias -w ("do not complain ... and ignore those attempts").
+	DuplicatesIgnore
+)
+
+// DedupeOptions tell ReadSourceDeduped how the table it reads for is built.
+type DedupeOptions struct {
+	// Duplicates picks the record kept for a repeated key.
+	Duplicates Duplicates
+	// Label names the table in duplicate warnings, which depends on the
+	// type Postfix builds: "FILE.db" for hash and btree, "lmdb:FILE" for
+	// lmdb, "FILE" for cdb (postmap -c DIR hash:FILE prints "postmap:
+	// warning: FILE.db: duplicate entry: ..."). Such warnings carry no
+	// line number. Ignored when Texthash is set.
+	Label string
+	// Texthash selects the warnings of texthash: tables, which Postfix
+	// reads with a parser of its own: a duplicate is reported as "FILE,
+	// line N: duplicate entry" with the key as written (not folded), and a
+	// line without a value gets " -- ignoring this line".
+	Texthash bool
+	// Have, if set, reports keys the table already holds (postmap -i adds
+	// to an existing table): a record for such a key is a duplicate too.
+	// With DuplicatesReplace it is returned, to replace the old entry.
+	Have func(key string) bool
+}
+
+// ReadSourceDeduped reads a source as ReadSource does and keeps one record
+// per key, as Postfix keeps one entry per key in the table it builds. Every
+// warning, duplicate ones included, goes to opts.Warn in line order, as
+// postmap prints them while it reads. With DuplicatesReplace a later record
+// takes the place of the earlier one in the result.
+func ReadSourceDeduped(r io.Reader, file string, opts Options, d DedupeOptions) ([]Record, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("maps: read %s: %w", file, err)
+	}
+	dd := srcNewDeduper(file, &opts, d, 0)
+	srcParse(string(data), file, &opts, d.Texthash, dd.add)
+	return dd.out, nil
 }
 
 // DedupeRecords drops every record whose key was seen before: the first one
 // wins, as in every Postfix indexed table. Each dropped record draws the
 // warning `duplicate entry: "KEY"` (the key as stored, so folded unless
-// NoFold). file is the name Postfix's warning shows, which depends on the
-// table type: "FILE.db" for hash and btree, "lmdb:FILE" for lmdb, "FILE" for
-// cdb (postmap -c DIR hash:FILE prints "postmap: warning: FILE.db:
-// duplicate entry: ..."). The warning carries no line number.
+// NoFold), named file (see DedupeOptions.Label). The warnings come after
+// any that reading the records gave; use ReadSourceDeduped to get them in
+// Postfix's order.
 func DedupeRecords(records []Record, file string, opts Options) []Record {
-	return srcDedupe(records, file, false, &opts)
+	dd := srcNewDeduper(file, &opts, DedupeOptions{Label: file}, len(records))
+	for _, rec := range records {
+		dd.add(rec, rec.Key)
+	}
+	return dd.out
 }
 
-// srcDedupe keeps the first record of each key. withLine puts the duplicate's
-// line into the warning, as texthash does ("FILE, line N: duplicate entry").
-func srcDedupe(records []Record, file string, withLine bool, opts *Options) []Record {
-	seen := make(map[string]struct{}, len(records))
-	out := records[:0:0]
-	dups := false
-	for i, rec := range records {
-		if _, ok := seen[rec.Key]; ok {
-			if !dups {
-				dups = true
-				out = append(make([]Record, 0, len(records)), records[:i]...)
-			}
-			line := 0
-			if withLine {
-				line = rec.Line
-			}
-			opts.warn(Warning{File: file, Line: line, Msg: `duplicate entry: "` + srcPrintable(rec.Key) + `"`})
-			continue
+// srcDeduper keeps one record per key as records arrive in file order.
+type srcDeduper struct {
+	file string
+	opts *Options
+	d    DedupeOptions
+	seen map[string]int // key -> index in out
+	out  []Record
+}
+
+func srcNewDeduper(file string, opts *Options, d DedupeOptions, n int) *srcDeduper {
+	return &srcDeduper{file: file, opts: opts, d: d, seen: make(map[string]int, n), out: make([]Record, 0, n)}
+}
+
+// add takes the next record; raw is its key as written, for texthash's
+// warning.
+func (dd *srcDeduper) add(rec Record, raw string) {
+	j, again := dd.seen[rec.Key]
+	if !again && (dd.d.Have == nil || !dd.d.Have(rec.Key)) {
+		dd.seen[rec.Key] = len(dd.out)
+		dd.out = append(dd.out, rec)
+		return
+	}
+	switch dd.d.Duplicates {
+	case DuplicatesWarn:
+		if dd.d.Texthash {
+			dd.opts.warn(Warning{File: dd.file, Line: rec.Line, Msg: `duplicate entry: "` + srcPrintable(raw) + `"`})
+		} else {
+			dd.opts.warn(Warning{File: dd.d.Label, Msg: `duplicate entry: "` + srcPrintable(rec.Key) + `"`})
 		}
-		seen[rec.Key] = struct{}{}
-		if dups {
-			out = append(out, rec)
+	case DuplicatesReplace:
+		if again {
+			dd.out[j] = rec
+		} else {
+			dd.seen[rec.Key] = len(dd.out)
+			dd.out = append(dd.out, rec)
 		}
 	}
-	if !dups {
-		return records
-	}
-	return out
 }
 
 // srcIsSpace is C's isspace() in the C locale, which Postfix uses for
@@ -138,8 +206,11 @@ func srcPrintable(s string) string {
 // newline). Blank lines and lines whose first non-blank character is '#'
 // are skipped and do not end a logical line. A logical line that starts
 // with whitespace (at the top of the file) is warned about and dropped.
-func srcParse(data, file string, opts *Options) []Record {
-	recs := make([]Record, 0, strings.Count(data, "\n")+1)
+//
+// Each record goes to emit, with its key as written, in file order and
+// between the warnings of the lines around it. texthash selects the wording
+// of texthash: tables (see DedupeOptions.Texthash).
+func srcParse(data, file string, opts *Options, texthash bool, emit func(rec Record, rawKey string)) {
 	var (
 		cur       string // current logical line, when it is one physical line
 		buf       []byte // current logical line, once a continuation is joined
@@ -173,15 +244,16 @@ func srcParse(data, file string, opts *Options) []Record {
 			return
 		}
 		var rec Record
+		var raw string
 		var ok bool
 		if opts.Aliases {
-			rec, ok = srcAliasLine(text, file, startLine, opts)
+			rec, raw, ok = srcAliasLine(text, file, startLine, opts)
 		} else {
-			rec, ok = srcMapLine(text, file, startLine, opts)
+			rec, raw, ok = srcMapLine(text, file, startLine, opts, texthash)
 		}
 		if ok {
 			rec.Line = startLine
-			recs = append(recs, rec)
+			emit(rec, raw)
 		}
 	}
 	lineno := 0
@@ -217,14 +289,16 @@ func srcParse(data, file string, opts *Options) []Record {
 		cur, have, startLine = line, true, lineno
 	}
 	flush()
-	return recs
 }
 
 // srcMapLine parses one postmap(1) logical line: the key ends at the first
 // whitespace that is not inside double quotes (a backslash protects the next
 // character, inside or outside quotes); the quotes stay part of the key.
 // The value is the rest, trimmed.
-func srcMapLine(text, file string, line int, opts *Options) (Record, bool) {
+//
+// rawKey is the key before folding. texthash adds " -- ignoring this line"
+// to the missing-value warning, as Postfix's texthash reader does.
+func srcMapLine(text, file string, line int, opts *Options, texthash bool) (rec Record, rawKey string, ok bool) {
 	quoted := false
 	i := 0
 scan:
@@ -242,20 +316,25 @@ scan:
 	}
 	if quoted {
 		opts.warn(Warning{File: file, Line: line, Msg: `unbalanced '"' in '` + srcPrintable(text) + `' -- ignoring this line`})
-		return Record{}, false
+		return Record{}, "", false
 	}
 	key, value := text[:i], srcTrim(text[i:])
 	if value == "" {
-		opts.warn(Warning{File: file, Line: line, Msg: "expected format: key whitespace value"})
-		return Record{}, false
+		msg := "expected format: key whitespace value"
+		if texthash {
+			msg += " -- ignoring this line"
+		}
+		opts.warn(Warning{File: file, Line: line, Msg: msg})
+		return Record{}, "", false
 	}
 	if strings.HasSuffix(key, ":") {
 		opts.warn(Warning{File: file, Line: line, Msg: `record is in "key: value" format; is this an alias file?`})
 	}
+	raw := key
 	if !opts.NoFold {
 		key = FoldKey(key)
 	}
-	return Record{Key: key, Value: value}, true
+	return Record{Key: key, Value: value}, raw, true
 }
 
 // srcAliasLine parses one aliases(5) logical line, "name: value". Like
@@ -264,10 +343,10 @@ scan:
 // '@' or '%'); the value is re-rendered from its tokens, which normalises
 // whitespace ("a,b ,  c" becomes "a, b, c") and drops backslashes that
 // quote ordinary characters ("\root" becomes "root").
-func srcAliasLine(text, file string, line int, opts *Options) (Record, bool) {
+func srcAliasLine(text, file string, line int, opts *Options) (rec Record, rawKey string, ok bool) {
 	toks := srcTokenize(text)
 	if len(toks) == 0 {
-		return Record{}, false
+		return Record{}, "", false
 	}
 	colon := -1
 	for i, t := range toks {
@@ -287,19 +366,20 @@ func srcAliasLine(text, file string, line int, opts *Options) (Record, bool) {
 	}
 	if bad {
 		opts.warn(Warning{File: file, Line: line, Msg: "need name:value pair"})
-		return Record{}, false
+		return Record{}, "", false
 	}
 	for _, t := range toks[:colon] {
 		if t.kind == '@' || t.kind == '%' {
 			opts.warn(Warning{File: file, Line: line, Msg: "name must be local"})
-			return Record{}, false
+			return Record{}, "", false
 		}
 	}
 	key := srcRender(toks[:colon], false)
+	raw := key
 	if !opts.NoFold {
 		key = FoldKey(key)
 	}
-	return Record{Key: key, Value: srcRender(toks[colon+1:], true)}, true
+	return Record{Key: key, Value: srcRender(toks[colon+1:], true)}, raw, true
 }
 
 // Token kinds of the RFC 822 tokenizer; operators use their own character.

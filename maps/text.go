@@ -65,9 +65,10 @@ type txtTable struct {
 	typ, path string
 	opts      Options
 	reload    bool
+	dups      Duplicates // which record of a repeated key is kept
 
 	data      atomic.Pointer[txtData]
-	nextCheck atomic.Int64 // UnixNano of the next look at the file
+	nextCheck atomic.Int64 // txtClock time of the next look at the file
 	busy      atomic.Bool  // a check or reload is running
 }
 
@@ -80,16 +81,25 @@ type txtData struct {
 }
 
 func txtOpen(typ, name string, opts Options, reload bool) (Map, error) {
+	return txtOpenDups(typ, name, opts, reload, DuplicatesWarn)
+}
+
+// txtOpenDups opens a table that keeps the record dups says for a repeated
+// key. Postfix decides that when it builds the index (postmap -r keeps the
+// last, -w the first, silently); postkit, which reads the source, decides it
+// at open time. (An Options field will carry it; until then only the
+// default, first wins with a warning, is reachable through the registry.)
+func txtOpenDups(typ, name string, opts Options, reload bool, dups Duplicates) (Map, error) {
 	if name == "" {
 		return nil, fmt.Errorf("maps: %s:: need a file name", typ)
 	}
-	t := &txtTable{typ: typ, path: name, opts: opts, reload: reload}
+	t := &txtTable{typ: typ, path: name, opts: opts, reload: reload, dups: dups}
 	d, err := t.load()
 	if err != nil {
 		return nil, err
 	}
 	t.data.Store(d)
-	t.nextCheck.Store(time.Now().Add(txtReloadEvery).UnixNano())
+	t.nextCheck.Store(txtClock() + int64(txtReloadEvery))
 	return t, nil
 }
 
@@ -121,31 +131,21 @@ func (t *txtTable) load() (*txtData, error) {
 		}
 	}
 	// Reading through a Builder avoids a second copy of a large file.
-	recs := srcParse(sb.String(), t.path, &t.opts)
-	m := make(map[string]string, len(recs))
-	dupFile, withLine := t.path+txtIndexSuffix[t.typ], false
-	switch t.typ {
-	case "lmdb":
+	data := sb.String()
+	dupFile := t.path + txtIndexSuffix[t.typ]
+	if t.typ == "lmdb" {
 		dupFile = "lmdb:" + t.path
-	case "texthash":
-		dupFile, withLine = t.path, true
 	}
-	out := recs[:0]
-	for _, r := range recs {
-		if _, dup := m[r.Key]; dup {
-			line := 0
-			if withLine {
-				line = r.Line
-			}
-			t.opts.warn(Warning{File: dupFile, Line: line, Msg: `duplicate entry: "` + srcPrintable(r.Key) + `"`})
-			continue
-		}
+	dd := srcNewDeduper(t.path, &t.opts, DedupeOptions{Duplicates: t.dups, Label: dupFile, Texthash: t.typ == "texthash"}, strings.Count(data, "\n")+1)
+	srcParse(data, t.path, &t.opts, t.typ == "texthash", dd.add)
+	out := dd.out
+	m := make(map[string]string, len(out))
+	for _, r := range out {
 		m[r.Key] = r.Value
-		out = append(out, r)
 	}
 	// postalias stores the sendmail marker "@: @" after the file's records;
 	// a file that has its own "@" keeps it, with postalias's warning.
-	if _, ok := m["@"]; ok && t.opts.Aliases {
+	if _, ok := m["@"]; ok && t.opts.Aliases && t.dups == DuplicatesWarn {
 		t.opts.warn(Warning{File: dupFile, Msg: `duplicate entry: "@"`})
 	}
 	return &txtData{m: m, records: out, info: info}, nil
@@ -181,8 +181,12 @@ func txtHasHigh(s string) bool {
 // and any reload run in a goroutine of their own, so lookups never wait
 // for them; they keep using the current contents until the new ones are
 // published. A reload that fails keeps the old contents and logs why.
+//
+// The time comes from txtClock, which costs a lookup two atomic loads of
+// memory that is rarely written, where reading the system clock costs 80 to
+// 200 ns on some virtual machines.
 func (t *txtTable) maybeReload() {
-	now := time.Now().UnixNano()
+	now := txtClock()
 	next := t.nextCheck.Load()
 	if now < next || !t.nextCheck.CompareAndSwap(next, now+int64(txtReloadEvery)) {
 		return
@@ -194,6 +198,66 @@ func (t *txtTable) maybeReload() {
 		defer t.busy.Store(false)
 		t.checkNow()
 	}()
+}
+
+// A coarse clock for the reload check, shared by every table. While tables
+// are being looked up, a goroutine stores the time every txtClockTick; it
+// stops after txtClockIdle without a lookup, and the next lookup reads the
+// system clock and starts it again. So a busy table reads two shared words
+// per lookup (written ten times a second, so no cache line ping-pong between
+// cores), and a rarely used one reads the true time: neither notices a
+// changed file later than txtReloadEvery plus one tick.
+const (
+	txtClockTick = 100 * time.Millisecond
+	txtClockIdle = 5 * time.Second
+)
+
+var (
+	txtClockBase    = time.Now() // monotonic origin: cheaper than the wall clock
+	txtClockNow     atomic.Int64 // nanoseconds since txtClockBase, as of the last tick
+	txtClockRunning atomic.Bool  // the ticking goroutine is running
+	txtClockUsed    atomic.Bool  // a lookup asked for the time since the last tick
+)
+
+// txtClock returns the time in nanoseconds since txtClockBase, at most one
+// tick old.
+func txtClock() int64 {
+	if !txtClockUsed.Load() {
+		txtClockUsed.Store(true)
+	}
+	if txtClockRunning.Load() {
+		return txtClockNow.Load()
+	}
+	now := int64(time.Since(txtClockBase))
+	if txtClockRunning.CompareAndSwap(false, true) {
+		txtClockNow.Store(now)
+		go txtClockRun()
+	}
+	return now
+}
+
+// txtClockRun ticks until the clock has not been used for txtClockIdle.
+func txtClockRun() {
+	tick := time.NewTicker(txtClockTick)
+	defer tick.Stop()
+	idle := time.Duration(0)
+	for range tick.C {
+		txtClockNow.Store(int64(time.Since(txtClockBase)))
+		if txtClockUsed.Swap(false) {
+			idle = 0
+			continue
+		}
+		if idle += txtClockTick; idle < txtClockIdle {
+			continue
+		}
+		txtClockRunning.Store(false)
+		// A lookup that saw the clock running just before it stopped has
+		// marked it used: keep ticking for it, unless one restarted it.
+		if !txtClockUsed.Load() || !txtClockRunning.CompareAndSwap(false, true) {
+			return
+		}
+		idle = 0
+	}
 }
 
 // checkNow reloads the file if it changed (inode, size or mtime).

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -101,6 +102,38 @@ func TestTxtFoldKeyVsPostmap(t *testing.T) {
 	}
 }
 
+// TestTxtDuplicatesVsPostmap: a table opened with DuplicatesReplace answers
+// as Postfix's table built with postmap -r, and DuplicatesIgnore as one
+// built with -w; no duplicate warnings either way.
+func TestTxtDuplicatesVsPostmap(t *testing.T) {
+	oracle.Require(t, "postmap")
+	cfg := oracle.ConfigDir(t, "")
+	src := "a 1\nB 2\nA 3\nb 4\nc 5\n"
+	keys := "a\nb\nc\nd\n"
+	for _, c := range []struct {
+		flag string
+		dups Duplicates
+	}{{"-r", DuplicatesReplace}, {"-w", DuplicatesIgnore}} {
+		dir := t.TempDir()
+		os.Chmod(dir, 0o755)
+		path := filepath.Join(dir, "t")
+		os.WriteFile(path, []byte(src), 0o644)
+		build := oracle.Run(t, nil, "postmap", c.flag, "-c", cfg, "hash:"+path)
+		want := oracle.Run(t, []byte(keys), "postmap", "-c", cfg, "-q", "-", "hash:"+path)
+		var warns []Warning
+		m, err := txtOpenDups("hash", path, Options{Warn: func(w Warning) { warns = append(warns, w) }}, true, c.dups)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := srcOurQuery(t, m, strings.Fields(keys)); string(got) != string(want.Stdout) {
+			t.Errorf("%s: got %q, postmap gives %q", c.flag, got, want.Stdout)
+		}
+		if len(warns) != 0 || len(build.Stderr) != 0 {
+			t.Errorf("%s: warnings %v, postmap: %s", c.flag, warns, build.Stderr)
+		}
+	}
+}
+
 func txtBigFile(b *testing.B, n int) string {
 	path := filepath.Join(b.TempDir(), "big")
 	var sb strings.Builder
@@ -147,5 +180,74 @@ func BenchmarkTextHashLoad(b *testing.B) {
 		oracle.Run(b, nil, "postmap", "-c", cfg, "hash:"+path)
 		pm := time.Since(start)
 		b.ReportMetric(float64(pm.Nanoseconds())/lines, "postmap-ns/line")
+	}
+}
+
+// BenchmarkTextHashLookupParallel is BenchmarkTextHashLookup from every
+// core at once: the reload check must not make the cores fight over a
+// cache line.
+func BenchmarkTextHashLookupParallel(b *testing.B) {
+	path := txtBigFile(b, 100_000)
+	m, err := Default().Open(context.Background(), "hash:"+path, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	keys := []string{"user77@example77.com", "USER99999@EXAMPLE999.COM", "nobody@example.org"}
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			m.Lookup(ctx, keys[i%3])
+			i++
+		}
+	})
+}
+
+// BenchmarkTxtReloadCheck isolates the per-lookup cost of the reload
+// check: the old way (read the monotonic clock) against txtClock, serial
+// and from every core.
+func BenchmarkTxtReloadCheck(b *testing.B) {
+	base := time.Now()
+	var sink atomic.Int64
+	b.Run("system-clock", func(b *testing.B) {
+		for b.Loop() {
+			sink.Store(int64(time.Since(base)))
+		}
+	})
+	b.Run("txtClock", func(b *testing.B) {
+		for b.Loop() {
+			sink.Store(txtClock())
+		}
+	})
+	b.Run("system-clock-parallel", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			var n int64
+			for pb.Next() {
+				n += int64(time.Since(base))
+			}
+			sink.Add(n)
+		})
+	})
+	b.Run("txtClock-parallel", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			var n int64
+			for pb.Next() {
+				n += txtClock()
+			}
+			sink.Add(n)
+		})
+	})
+}
+
+// TestTxtClock: the coarse clock is never more than about a tick behind.
+func TestTxtClock(t *testing.T) {
+	for i := 0; i < 5; i++ {
+		got, want := txtClock(), int64(time.Since(txtClockBase))
+		if lag := time.Duration(want - got); lag < 0 || lag > 3*txtClockTick {
+			t.Fatalf("txtClock lags %v", lag)
+		}
+		time.Sleep(txtClockTick / 2)
 	}
 }

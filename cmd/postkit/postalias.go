@@ -82,9 +82,11 @@ func newaliasesMain(args []string, stdin io.Reader, stdout, stderr io.Writer) in
 	if dir == "" {
 		dir = "/etc/postfix"
 	}
-	conf, err := pmLoadConfig(dir)
+	// Postfix's newaliases shows no main.cf warnings, from itself or from
+	// the postalias it runs.
+	conf, err := pmLoadConfig(dir, func(string) {})
 	if err != nil {
-		fmt.Fprintf(stderr, "newaliases: fatal: open %s: %s\n", filepath.Join(dir, "main.cf"), pmStrerror(err))
+		fmt.Fprintf(stderr, "newaliases: fatal: %s\n", pmConfigError(dir, err))
 		return 75
 	}
 	tables := strings.FieldsFunc(conf.Get("alias_database"), func(c rune) bool {
@@ -96,7 +98,9 @@ func newaliasesMain(args []string, stdin io.Reader, stdout, stderr io.Writer) in
 	// One postalias run over all tables, as sendmail -bi does: a fatal
 	// error stops it.
 	pa := append([]string{"-c", dir}, tables...)
-	if code := postaliasMain(pa, stdin, stdout, stderr); code != 0 {
+	pt := pmNewTool("postalias", true, stdin, stdout, stderr)
+	pt.quietConfig = true
+	if code := pt.main(pa); code != 0 {
 		return 75
 	}
 	return 0

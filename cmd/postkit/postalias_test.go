@@ -115,6 +115,17 @@ func TestNewaliases(t *testing.T) {
 	real := oracle.Run(t, nil, "newaliases", "-C", conf)
 	pmSame(t, "newaliases", kit, real)
 
+	// main.cf with an entry twice (Postfix's newaliases shows no warning),
+	// and with a line without '=' (fatal).
+	for _, extra := range []string{
+		fmt.Sprintf("alias_database = hash:%s\nalias_database = hash:%s\n", aliases, aliases),
+		"alias_database = hash:" + aliases + "\nbad line\n",
+	} {
+		conf := oracle.ConfigDir(t, extra)
+		kit, real := pmBoth(t, nil, "newaliases", "-C", conf)
+		pmSame(t, "newaliases with main.cf "+extra, kit, real)
+	}
+
 	// A bad option, and a missing configuration directory.
 	for _, args := range [][]string{{"-C"}, {"-C", filepath.Join(dir, "nodir")}} {
 		kit, real := pmBoth(t, nil, "newaliases", args...)

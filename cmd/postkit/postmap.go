@@ -16,6 +16,16 @@ package main
 //
 // cdb: tables are real CDB files: "postkit postmap cdb:/path" writes
 // /path.cdb, readable by Postfix, and -d / -i fail as they do in Postfix.
+//
+// Repeated keys: Postfix keeps one entry per key when it builds a table:
+// the first, warning about each later one, by default; the last, silently,
+// with -r; the first, silently, with -w. Warnings come in line order, each
+// duplicate where postmap meets it. A cdb table built by postkit keeps
+// what Postfix's would. A hash-like table has no index to remember the
+// flag, and lookups (postkit's daemons, "postmap -q") keep the first
+// entry; "postkit postmap -r -q KEY hash:/path" (and -s) answers as the
+// table built with -r would. texthash: tables honour -r and -w at query
+// time, as in Postfix.
 
 import (
 	"bufio"
@@ -30,7 +40,9 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"unicode/utf8"
 
+	"github.com/postkit-mail/postkit/config"
 	"github.com/postkit-mail/postkit/maps"
 )
 
@@ -63,15 +75,6 @@ func (f pmFatal) Error() string { return string(f) }
 
 func pmFatalf(format string, args ...any) error { return pmFatal(fmt.Sprintf(format, args...)) }
 
-// pmDupMode says what to do with a key that is already in the table.
-type pmDupMode int
-
-const (
-	pmDupWarn    pmDupMode = iota // keep the first, warn (the default)
-	pmDupReplace                  // -r: replace it, silently
-	pmDupIgnore                   // -w: keep the first, silently
-)
-
 // pmSpec is one "type:name" argument.
 type pmSpec struct {
 	typ, name string
@@ -93,14 +96,15 @@ type pmTool struct {
 	query, del           *string
 	dump, incr           bool
 	noFold, base64       bool
-	nul                  int // -N: +1, -n: -1
-	dup                  pmDupMode
-	inherit              bool // !-p: the .cdb file takes the source's read bits
+	nul                  int             // -N: +1, -n: -1
+	dup                  maps.Duplicates // -r, -w
+	inherit              bool            // !-p: the .cdb file takes the source's read bits
 	bodyQ, headerQ, mime bool
 
-	conf   *pmConfig
-	specs  []pmSpec
-	opened []maps.Map // lazily opened, parallel to specs
+	conf        *config.Config
+	quietConfig bool // main.cf warnings are not shown (newaliases)
+	specs       []pmSpec
+	opened      []maps.Map // lazily opened, parallel to specs
 }
 
 func pmNewTool(name string, aliases bool, stdin io.Reader, stdout, stderr io.Writer) *pmTool {
@@ -204,9 +208,9 @@ func (t *pmTool) flag(c byte, arg string) error {
 	case 'n':
 		t.nul = -1
 	case 'r':
-		t.dup = pmDupReplace
+		t.dup = maps.DuplicatesReplace
 	case 'w':
-		t.dup = pmDupIgnore
+		t.dup = maps.DuplicatesIgnore
 	case 'p':
 		t.inherit = false
 	case 'b':
@@ -234,8 +238,12 @@ func (t *pmTool) run(args []string) (int, error) {
 	if dir == "" {
 		dir = "/etc/postfix"
 	}
-	if t.conf, err = pmLoadConfig(dir); err != nil {
-		return 1, pmFatalf("open %s: %s", filepath.Join(dir, "main.cf"), pmStrerror(err))
+	confWarn := func(w string) { t.warnf("%s", w) }
+	if t.quietConfig {
+		confWarn = func(string) {}
+	}
+	if t.conf, err = pmLoadConfig(dir, confWarn); err != nil {
+		return 1, pmFatal(pmConfigError(dir, err))
 	}
 	if (t.bodyQ || t.headerQ || t.mime) && (t.query == nil || *t.query != "-") {
 		return 1, pmFatal(`specify -b -h or -m only with "-q -"`)
@@ -386,6 +394,14 @@ func (t *pmTool) open(i int) (maps.Map, error) {
 			}
 		}
 	}
+	if t.dup != maps.DuplicatesWarn && (pmTextTypes[s.typ] || s.typ == "texthash") {
+		m, err := t.openDups(s)
+		if err != nil {
+			return nil, err
+		}
+		t.opened[i] = m
+		return m, nil
+	}
 	// The table is read as it was built: without -f, whose effect on
 	// queries is in lookup.
 	opts := t.mapOptions()
@@ -443,12 +459,10 @@ func (t *pmTool) lookup(key string) (string, bool, error) {
 	return "", false, nil
 }
 
-// queryErrText is the reason printed for a failed lookup. Postfix prints
-// errno's text; its fail: table leaves "Application error" there.
+// queryErrText is the reason printed for a failed lookup: the table's
+// error without the "maps: spec" prefix (for fail: tables, "Application
+// error", as Postfix prints).
 func (t *pmTool) queryErrText(s pmSpec, err error) string {
-	if s.typ == "fail" {
-		return "Application error"
-	}
 	return pmErrText(err)
 }
 
@@ -467,7 +481,8 @@ func (t *pmTool) queryOne(key string) (int, error) {
 }
 
 // queryStdin is "postmap -q -": one key per input line (the newline
-// removed, nothing else), "key<TAB>value" for each key found; exit 0 when
+// removed, nothing else; an empty line is the empty key, which static: and
+// inline:{ =v } answer), "key<TAB>value" for each key found; exit 0 when
 // at least one was found. postalias prints "key:<TAB>value".
 func (t *pmTool) queryStdin() (int, error) {
 	in := bufio.NewReaderSize(t.stdin, 64*1024)
@@ -493,7 +508,7 @@ func (t *pmTool) queryStdin() (int, error) {
 		if n := len(line); n > 0 && line[n-1] == '\n' {
 			line = line[:n-1]
 		}
-		if len(line) > 0 {
+		if len(line) > 0 || err == nil {
 			key := string(line)
 			v, ok, lerr := t.lookup(key)
 			if lerr != nil {
@@ -537,6 +552,9 @@ func (t *pmTool) dumpFirst() (int, error) {
 		sep = ":\t"
 	}
 	err = it.Entries(t.ctx, func(e maps.Entry) bool {
+		if e.Key == "" {
+			t.warnf("table %s: empty lookup key value is not allowed", s.spec)
+		}
 		v := e.Value
 		if t.base64 {
 			if d, err := base64.StdEncoding.DecodeString(v); err == nil {
@@ -654,16 +672,24 @@ func (t *pmTool) readSourceFile(path string, warn func(maps.Warning)) ([]maps.Re
 		return nil, pmFatalf("open %s: %s", path, pmStrerror(err))
 	}
 	defer f.Close()
-	return t.readSource(f, path, warn, false)
+	return t.readSource(f, path, warn, false, nil)
 }
 
-// readSource parses new entries; noFold (postmap -f) keeps key case.
-func (t *pmTool) readSource(r io.Reader, label string, warn func(maps.Warning), noFold bool) ([]maps.Record, error) {
+// readSource parses entries; noFold (postmap -f) keeps key case. With d
+// nil every record is returned; otherwise one per key, with duplicate
+// warnings among the others in line order, as Postfix prints them.
+func (t *pmTool) readSource(r io.Reader, label string, warn func(maps.Warning), noFold bool, d *maps.DedupeOptions) ([]maps.Record, error) {
 	if warn == nil {
 		warn = func(maps.Warning) {}
 	}
 	opts := maps.Options{Warn: warn, NoFold: noFold, Aliases: t.aliases}
-	recs, err := pmReadSource(r, label, opts)
+	var recs []maps.Record
+	var err error
+	if d == nil {
+		recs, err = pmReadSource(r, label, opts)
+	} else {
+		recs, err = maps.ReadSourceDeduped(r, label, opts, *d)
+	}
 	if err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
@@ -702,12 +728,10 @@ func (t *pmTool) build(s pmSpec) error {
 	if err := t.checkCreatable(s); err != nil {
 		return err
 	}
-	var warns []maps.Warning
-	recs, err := t.readSource(f, s.name, func(w maps.Warning) { warns = append(warns, w) }, t.noFold)
+	recs, err := t.readSource(f, s.name, t.warn, t.noFold, &maps.DedupeOptions{Duplicates: t.dup, Label: pmDupLabel(s)})
 	if err != nil {
 		return err
 	}
-	recs = t.dedupe(nil, recs, warns, pmDupLabel(s))
 	if t.base64 {
 		if recs, err = pmEncodeFiles(recs); err != nil {
 			return err
@@ -732,43 +756,6 @@ func (t *pmTool) build(s pmSpec) error {
 		return pmFatalf("chmod %s: %s", out, pmStrerror(err))
 	}
 	return nil
-}
-
-// dedupe drops records whose key is already present (in have, or earlier
-// in recs), first one wins, and prints the source's warnings in line order
-// interleaved with the "duplicate entry" warnings, as Postfix, which warns
-// while it reads, does. With -r a later record replaces the earlier one.
-func (t *pmTool) dedupe(have map[string]bool, recs []maps.Record, warns []maps.Warning, label string) []maps.Record {
-	seen := make(map[string]int, len(recs))
-	out := recs[:0:0]
-	w := 0
-	for _, r := range recs {
-		for w < len(warns) && warns[w].Line <= r.Line {
-			t.warn(warns[w])
-			w++
-		}
-		j, dupNew := seen[r.Key]
-		if dupNew || have[r.Key] {
-			switch t.dup {
-			case pmDupWarn:
-				t.warnf("%s: duplicate entry: \"%s\"", label, r.Key)
-			case pmDupReplace:
-				if dupNew {
-					out[j] = r
-				} else {
-					seen[r.Key] = len(out)
-					out = append(out, r)
-				}
-			}
-			continue
-		}
-		seen[r.Key] = len(out)
-		out = append(out, r)
-	}
-	for ; w < len(warns); w++ {
-		t.warn(warns[w])
-	}
-	return out
 }
 
 // pmEncodeFiles implements postmap -F at build time: each value is a list
@@ -825,12 +812,11 @@ func (t *pmTool) addEntries(i int) error {
 			have[r.Key] = true
 		}
 	}
-	var warns []maps.Warning
-	recs, err := t.readSource(t.stdin, "stdin", func(w maps.Warning) { warns = append(warns, w) }, t.noFold)
+	d := maps.DedupeOptions{Duplicates: t.dup, Label: pmDupLabel(s), Have: func(k string) bool { return have[k] }}
+	recs, err := t.readSource(t.stdin, "stdin", t.warn, t.noFold, &d)
 	if err != nil {
 		return err
 	}
-	recs = t.dedupe(have, recs, warns, pmDupLabel(s))
 	if len(recs) == 0 {
 		return nil
 	}
@@ -840,7 +826,7 @@ func (t *pmTool) addEntries(i int) error {
 		}
 	}
 	drop := map[int]bool{}
-	if t.dup == pmDupReplace {
+	if t.dup == maps.DuplicatesReplace {
 		replaced := map[string]bool{}
 		for _, r := range recs {
 			replaced[r.Key] = true
@@ -978,3 +964,66 @@ func pmWriteFileAtomic(path string, data []byte, mode fs.FileMode) error {
 	}
 	return nil
 }
+
+// openDups opens a hash-like or texthash table for a query with -r or -w.
+// Postfix applies -r (the last of a repeated key wins) and -w (the first
+// wins) when it builds an indexed table, silently, and reads texthash
+// tables that way when the flag is given with the query. postkit has no
+// index that remembers how the table was built, so "postkit postmap -r -q
+// KEY hash:FILE" gives the answer of a table built with "postmap -r
+// hash:FILE"; without -r, the first entry wins, as after a plain build.
+//
+// Until maps.Options can ask a text table for this itself, the command
+// reads the source here.
+func (t *pmTool) openDups(s pmSpec) (maps.Map, error) {
+	f, err := os.Open(s.name)
+	if err != nil {
+		return nil, pmFatalf("open database %s: %s", pmIndexPath(s), pmStrerror(err))
+	}
+	defer f.Close()
+	// Only texthash's warnings reach the user: the others were printed
+	// when the table was built.
+	var warn func(maps.Warning)
+	if s.typ == "texthash" {
+		warn = t.warn
+	}
+	recs, err := t.readSource(f, s.name, warn, false, &maps.DedupeOptions{Duplicates: t.dup, Texthash: s.typ == "texthash"})
+	if err != nil {
+		return nil, err
+	}
+	m := &pmSourceMap{name: s.spec, recs: recs, m: make(map[string]string, len(recs))}
+	for _, r := range recs {
+		m.m[r.Key] = r.Value
+	}
+	return m, nil
+}
+
+// pmSourceMap is a table the command read from its source (see openDups).
+type pmSourceMap struct {
+	name string
+	recs []maps.Record
+	m    map[string]string
+}
+
+// Lookup implements maps.Map: the key is folded; the empty key and one that
+// is not UTF-8 are never found, as in maps' text tables.
+func (m *pmSourceMap) Lookup(_ context.Context, key string) (string, bool, error) {
+	if key == "" || !utf8.ValidString(key) {
+		return "", false, nil
+	}
+	v, ok := m.m[maps.FoldKey(key)]
+	return v, ok, nil
+}
+
+// Entries implements maps.Iterable, in source order.
+func (m *pmSourceMap) Entries(ctx context.Context, yield func(maps.Entry) bool) error {
+	for _, r := range m.recs {
+		if !yield(maps.Entry{Key: r.Key, Value: r.Value}) {
+			break
+		}
+	}
+	return nil
+}
+
+// Name implements maps.Named.
+func (m *pmSourceMap) Name() string { return m.name }
