@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/postkit-mail/postkit/internal/oracle"
 )
@@ -604,5 +605,38 @@ func BenchmarkCIDRLoad10k(b *testing.B) {
 		if _, err := NewRegistry().Open(context.Background(), "cidr:"+path, Options{Warn: func(Warning) {}}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestCIDRReloadByClock checks, without touching the watch, that a
+// replaced file is picked up once the coarse clock has moved on (the
+// first check is due one to two intervals after opening).
+func TestCIDRReloadByClock(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "t")
+	if err := os.WriteFile(path, []byte("10.0.0.0/8 old\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewRegistry().Open(context.Background(), "cidr:"+path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(dir, "t.new")
+	if err := os.WriteFile(tmp, []byte("10.0.0.0/8 new\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3*cdbWatchInterval + time.Second)
+	for {
+		v, _, _ := m.Lookup(context.Background(), "10.1.1.1")
+		if v == "new" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still %q %v after the file was replaced", v, 3*cdbWatchInterval)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

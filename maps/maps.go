@@ -245,6 +245,12 @@ type Options struct {
 	// Aliases says the source file is in aliases(5) format (postalias,
 	// alias_maps) rather than postmap's "key value" format.
 	Aliases bool
+	// Duplicates says which record a source-text table (hash, btree, lmdb,
+	// dbm, texthash) keeps for a repeated key. Postfix decides this when
+	// postmap builds the index (-r keeps the last, -w the first, silently);
+	// postkit reads the source, so it decides at open time. The zero value
+	// keeps the first with a warning, as a plain postmap build does.
+	Duplicates Duplicates
 	// Create asks a writable table type to create or truncate its store
 	// (postmap building a table). Ignored by read-only types.
 	Create bool

@@ -80,16 +80,10 @@ type txtData struct {
 	info    fs.FileInfo
 }
 
+// txtOpen opens a table that keeps the record opts.Duplicates says for a
+// repeated key.
 func txtOpen(typ, name string, opts Options, reload bool) (Map, error) {
-	return txtOpenDups(typ, name, opts, reload, DuplicatesWarn)
-}
-
-// txtOpenDups opens a table that keeps the record dups says for a repeated
-// key. Postfix decides that when it builds the index (postmap -r keeps the
-// last, -w the first, silently); postkit, which reads the source, decides it
-// at open time. (An Options field will carry it; until then only the
-// default, first wins with a warning, is reachable through the registry.)
-func txtOpenDups(typ, name string, opts Options, reload bool, dups Duplicates) (Map, error) {
+	dups := opts.Duplicates
 	if name == "" {
 		return nil, fmt.Errorf("maps: %s:: need a file name", typ)
 	}

@@ -121,7 +121,7 @@ func TestTxtDuplicatesVsPostmap(t *testing.T) {
 		build := oracle.Run(t, nil, "postmap", c.flag, "-c", cfg, "hash:"+path)
 		want := oracle.Run(t, []byte(keys), "postmap", "-c", cfg, "-q", "-", "hash:"+path)
 		var warns []Warning
-		m, err := txtOpenDups("hash", path, Options{Warn: func(w Warning) { warns = append(warns, w) }}, true, c.dups)
+		m, err := txtOpen("hash", path, Options{Warn: func(w Warning) { warns = append(warns, w) }, Duplicates: c.dups}, true)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -16,7 +16,9 @@ var pmReadSource = func(r io.Reader, file string, opts maps.Options) ([]maps.Rec
 }
 
 // pmWriteCDB writes a CDB file; nul adds a NUL to keys and values
-// (postmap -N).
+// (postmap -N). The records must have distinct keys: build drops
+// duplicates first (printing Postfix's warnings in source order), so the
+// writer skips its own check (maps.CDBWriteOptions.Unique).
 var pmWriteCDB = func(path string, records []maps.Record, nul bool) error {
-	return maps.WriteCDB(path, records, maps.CDBWriteOptions{AppendNul: nul})
+	return maps.WriteCDB(path, records, maps.CDBWriteOptions{AppendNul: nul, Unique: true})
 }

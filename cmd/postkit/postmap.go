@@ -40,7 +40,6 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
-	"unicode/utf8"
 
 	"github.com/postkit-mail/postkit/config"
 	"github.com/postkit-mail/postkit/maps"
@@ -394,18 +393,16 @@ func (t *pmTool) open(i int) (maps.Map, error) {
 			}
 		}
 	}
-	if t.dup != maps.DuplicatesWarn && (pmTextTypes[s.typ] || s.typ == "texthash") {
-		m, err := t.openDups(s)
-		if err != nil {
-			return nil, err
-		}
-		t.opened[i] = m
-		return m, nil
-	}
 	// The table is read as it was built: without -f, whose effect on
 	// queries is in lookup.
 	opts := t.mapOptions()
 	opts.NoFold = false
+	// postmap -r and -w decide which of a repeated key's records an indexed
+	// table keeps when it is built, and how texthash reads its file;
+	// postkit's text tables read the source, so a query with the flag gives
+	// the answer of a table built with it. Without it the first wins, as
+	// after a plain build.
+	opts.Duplicates = t.dup
 	if pmTextTypes[s.typ] {
 		// Postfix reads these from the indexed file, whose problems were
 		// reported when it was built; postkit reads the source again and
@@ -964,66 +961,3 @@ func pmWriteFileAtomic(path string, data []byte, mode fs.FileMode) error {
 	}
 	return nil
 }
-
-// openDups opens a hash-like or texthash table for a query with -r or -w.
-// Postfix applies -r (the last of a repeated key wins) and -w (the first
-// wins) when it builds an indexed table, silently, and reads texthash
-// tables that way when the flag is given with the query. postkit has no
-// index that remembers how the table was built, so "postkit postmap -r -q
-// KEY hash:FILE" gives the answer of a table built with "postmap -r
-// hash:FILE"; without -r, the first entry wins, as after a plain build.
-//
-// Until maps.Options can ask a text table for this itself, the command
-// reads the source here.
-func (t *pmTool) openDups(s pmSpec) (maps.Map, error) {
-	f, err := os.Open(s.name)
-	if err != nil {
-		return nil, pmFatalf("open database %s: %s", pmIndexPath(s), pmStrerror(err))
-	}
-	defer f.Close()
-	// Only texthash's warnings reach the user: the others were printed
-	// when the table was built.
-	var warn func(maps.Warning)
-	if s.typ == "texthash" {
-		warn = t.warn
-	}
-	recs, err := t.readSource(f, s.name, warn, false, &maps.DedupeOptions{Duplicates: t.dup, Texthash: s.typ == "texthash"})
-	if err != nil {
-		return nil, err
-	}
-	m := &pmSourceMap{name: s.spec, recs: recs, m: make(map[string]string, len(recs))}
-	for _, r := range recs {
-		m.m[r.Key] = r.Value
-	}
-	return m, nil
-}
-
-// pmSourceMap is a table the command read from its source (see openDups).
-type pmSourceMap struct {
-	name string
-	recs []maps.Record
-	m    map[string]string
-}
-
-// Lookup implements maps.Map: the key is folded; the empty key and one that
-// is not UTF-8 are never found, as in maps' text tables.
-func (m *pmSourceMap) Lookup(_ context.Context, key string) (string, bool, error) {
-	if key == "" || !utf8.ValidString(key) {
-		return "", false, nil
-	}
-	v, ok := m.m[maps.FoldKey(key)]
-	return v, ok, nil
-}
-
-// Entries implements maps.Iterable, in source order.
-func (m *pmSourceMap) Entries(ctx context.Context, yield func(maps.Entry) bool) error {
-	for _, r := range m.recs {
-		if !yield(maps.Entry{Key: r.Key, Value: r.Value}) {
-			break
-		}
-	}
-	return nil
-}
-
-// Name implements maps.Named.
-func (m *pmSourceMap) Name() string { return m.name }
