@@ -147,18 +147,18 @@ func cdbCheck(file string, b []byte) (uint32, error) {
 // cdbLoad maps file read-only (or reads it when mapping is not possible).
 // With inMemory and a file of at most cdbMemMax bytes, the file is copied
 // into huge-page memory instead (see cdbMapInMemory).
-func cdbLoad(file string, inMemory bool) (*cdbData, cdbStamp, error) {
+func cdbLoad(file string, inMemory bool) (*cdbData, fileStamp, error) {
 	f, err := os.Open(file)
 	if err != nil {
-		return nil, cdbStamp{}, err
+		return nil, fileStamp{}, err
 	}
 	defer f.Close()
 	var st syscall.Stat_t
 	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
-		return nil, cdbStamp{}, err
+		return nil, fileStamp{}, err
 	}
 	if st.Size > cdbMaxSize {
-		return nil, cdbStamp{}, cdbCorrupt(file, "%d bytes is larger than 4 GiB", st.Size)
+		return nil, fileStamp{}, cdbCorrupt(file, "%d bytes is larger than 4 GiB", st.Size)
 	}
 	var reg *cdbRegion
 	if st.Size >= cdbHeaderSize {
@@ -172,20 +172,20 @@ func cdbLoad(file string, inMemory bool) (*cdbData, cdbStamp, error) {
 		}
 	}
 	if reg == nil {
-		data, _, err := cdbReadStamped(file)
+		data, _, err := readFileStamped(file)
 		if err != nil {
-			return nil, cdbStamp{}, err
+			return nil, fileStamp{}, err
 		}
 		reg = &cdbRegion{b: data}
 	}
 	end, err := cdbCheck(file, reg.b)
 	if err != nil {
 		reg.release()
-		return nil, cdbStamp{}, err
+		return nil, fileStamp{}, err
 	}
 	d := &cdbData{b: reg.b, dataEnd: end, region: reg, inMemory: inMemory}
 	runtime.AddCleanup(d, func(r *cdbRegion) { r.release() }, reg)
-	return d, cdbStampOf(&st), nil
+	return d, stampOf(&st), nil
 }
 
 // find returns the value of key (with a trailing NUL when nul) and whether
@@ -253,7 +253,7 @@ type cdbMap struct {
 	file   string // "/path.cdb"
 	opts   Options
 	cur    atomic.Pointer[cdbData]
-	watch  cdbWatch
+	watch  fileWatch
 	mu     sync.Mutex
 	closed atomic.Bool
 }
@@ -293,7 +293,8 @@ func (m *cdbMap) reload() {
 	if m.closed.Load() {
 		return
 	}
-	if !m.watch.changed() {
+	if changed, _ := m.watch.changed(); !changed {
+		// (A file that cannot be stat'ed keeps the old contents.)
 		if cur := m.cur.Load(); cur != nil && !cur.inMemory {
 			if d, st, err := cdbLoad(m.file, true); err == nil && st == m.watch.get() {
 				d.nulMode.Store(cur.nulMode.Load())

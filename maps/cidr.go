@@ -21,20 +21,15 @@ package maps
 // once they cannot beat it.
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"fmt"
-	"io"
 	"math/bits"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
-	"time"
 )
 
 // cidrAddr is an address as 128 bits, most significant first. IPv4
@@ -452,31 +447,6 @@ func cidrFormat(fam int, a cidrAddr) string {
 	return b.String()
 }
 
-// cidrIsSpace is C isspace(3) in the C locale.
-func cidrIsSpace(c byte) bool {
-	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'
-}
-
-func cidrIsAlnum(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
-}
-
-func cidrTrimLeft(s string) string {
-	i := 0
-	for i < len(s) && cidrIsSpace(s[i]) {
-		i++
-	}
-	return s[i:]
-}
-
-func cidrTrimRight(s string) string {
-	i := len(s)
-	for i > 0 && cidrIsSpace(s[i-1]) {
-		i--
-	}
-	return s[:i]
-}
-
 // cidrPattern parses "address", "address/len", optionally with the address
 // in brackets, and returns a description of what is wrong in Postfix's words.
 func cidrPattern(pat string) (fam int, net cidrAddr, n int, why string) {
@@ -543,72 +513,26 @@ type cidrLine struct {
 	line int
 }
 
-// cidrLogicalLines splits a file into logical lines with the main.cf rules
-// (postconf(5)): a line starting with whitespace continues the previous one,
-// and blank lines and lines whose first non-blank character is "#" are
-// skipped. A continuation with nothing before it is reported and dropped.
+// cidrLogicalLines splits a file into logical lines (see logicalLines; a
+// NUL is an ordinary character here), trimming trailing whitespace. A
+// continuation with nothing before it is reported and dropped.
 func cidrLogicalLines(data []byte, file string, warn func(Warning)) []cidrLine {
 	// One string for the whole file: single-line rules (nearly all) are
 	// substrings of it, so loading a big table costs no per-line copies.
 	text := string(data)
 	out := make([]cidrLine, 0, strings.Count(text, "\n")+1)
-	// The logical line being collected: text[curStart:curEnd], or joined
-	// in cur once a continuation line was appended.
-	curStart, curEnd := -1, 0
-	var cur []byte
-	joined := false
-	start := 0
-	orphan := false
-	flush := func() {
-		if curStart < 0 {
-			return
-		}
-		s := text[curStart:curEnd]
-		if joined {
-			s = string(cur)
-		}
-		s = cidrTrimRight(s)
+	logicalLines(text, false, func(s string, line int, orphan bool) {
+		s = trimRightSpace(s)
 		if orphan {
 			// Postfix shows at most 30 characters of the line.
 			if len(s) > 30 {
 				s = s[:30] + "..."
 			}
 			warn(Warning{File: file, Msg: fmt.Sprintf("logical line must not start with whitespace: \"%s\"", s)})
-		} else {
-			out = append(out, cidrLine{s, start})
+			return
 		}
-		curStart, joined = -1, false
-	}
-	lineno := 0
-	for pos := 0; pos < len(text); {
-		end := strings.IndexByte(text[pos:], '\n')
-		next := pos + end + 1
-		if end < 0 {
-			end, next = len(text)-pos, len(text)
-		}
-		ln := text[pos : pos+end]
-		lnStart := pos
-		pos = next
-		lineno++
-		t := strings.TrimLeft(ln, " \t\n\v\f\r")
-		if len(t) == 0 || t[0] == '#' {
-			continue
-		}
-		if cidrIsSpace(ln[0]) {
-			if curStart < 0 {
-				curStart, curEnd, orphan, start = lnStart, lnStart, true, lineno
-			}
-			if !joined {
-				cur = append(cur[:0], text[curStart:curEnd]...)
-				joined = true
-			}
-			cur = append(cur, ln...)
-			continue
-		}
-		flush()
-		curStart, curEnd, orphan, start = lnStart, lnStart+len(ln), false, lineno
-	}
-	flush()
+		out = append(out, cidrLine{s, line})
+	})
 	return out
 }
 
@@ -616,13 +540,13 @@ func cidrLogicalLines(data []byte, file string, warn func(Warning)) []cidrLine {
 // into rules, numbered from 1 as Postfix numbers them in warnings.
 func cidrSplitInline(name string) ([]cidrLine, error) {
 	s := strings.TrimSpace(name)
-	if !strings.HasPrefix(s, "{") || !strings.HasSuffix(s, "}") || cidrBraceEnd(s) != len(s)-1 {
+	if !strings.HasPrefix(s, "{") || !strings.HasSuffix(s, "}") || braceEnd(s) != len(s)-1 {
 		return nil, fmt.Errorf("cidr map: syntax error after '}' in \"%s\"", name)
 	}
 	s = s[1 : len(s)-1]
 	var out []cidrLine
 	for {
-		for s != "" && (s[0] == ',' || cidrIsSpace(s[0])) {
+		for s != "" && (s[0] == ',' || isSpace(s[0])) {
 			s = s[1:]
 		}
 		if s == "" {
@@ -636,7 +560,7 @@ func cidrSplitInline(name string) ([]cidrLine, error) {
 				depth++
 			} else if c == '}' {
 				depth--
-			} else if depth <= 0 && (c == ',' || cidrIsSpace(c)) {
+			} else if depth <= 0 && (c == ',' || isSpace(c)) {
 				break
 			}
 		}
@@ -645,7 +569,7 @@ func cidrSplitInline(name string) ([]cidrLine, error) {
 		if tok[0] != '{' {
 			return nil, fmt.Errorf("cidr map: no '{' at start of text in \"%s\"", tok)
 		}
-		end := cidrBraceEnd(tok)
+		end := braceEnd(tok)
 		if end < 0 {
 			return nil, fmt.Errorf("cidr map: missing '}' at end of text in \"%s\"", tok)
 		}
@@ -656,28 +580,11 @@ func cidrSplitInline(name string) ([]cidrLine, error) {
 	}
 }
 
-// cidrBraceEnd returns the index of the brace closing s[0], or -1.
-func cidrBraceEnd(s string) int {
-	depth := 0
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '{':
-			depth++
-		case '}':
-			depth--
-			if depth == 0 {
-				return i
-			}
-		}
-	}
-	return -1
-}
-
 // cidrFold reports whether s starts with word (any case) not followed by a
 // letter or digit, as Postfix recognises "if" and "endif".
 func cidrFold(s, word string) bool {
 	return len(s) >= len(word) && strings.EqualFold(s[:len(word)], word) &&
-		(len(s) == len(word) || !cidrIsAlnum(s[len(word)]))
+		(len(s) == len(word) || !isAlnum(s[len(word)]))
 }
 
 // cidrCompile turns logical lines into a table, warning about and skipping
@@ -699,10 +606,10 @@ func cidrCompile(lines []cidrLine, file string, warn func(Warning)) *cidrTable {
 		s := l.text
 		switch {
 		case cidrFold(s, "if"):
-			p := cidrTrimLeft(s[2:])
+			p := trimLeftSpace(s[2:])
 			neg := false
 			if strings.HasPrefix(p, "!") {
-				neg, p = true, cidrTrimLeft(p[1:])
+				neg, p = true, trimLeftSpace(p[1:])
 			}
 			if p == "" {
 				skip(l.line, "no address pattern")
@@ -715,7 +622,7 @@ func cidrCompile(lines []cidrLine, file string, warn func(Warning)) *cidrTable {
 			}
 			stack = append(stack, cond{fam, cidrLiteral{net, n, neg}, l.line})
 		case cidrFold(s, "endif"):
-			if cidrTrimLeft(s[5:]) != "" {
+			if trimLeftSpace(s[5:]) != "" {
 				skip(l.line, "garbage after ENDIF")
 				continue
 			}
@@ -728,7 +635,7 @@ func cidrCompile(lines []cidrLine, file string, warn func(Warning)) *cidrTable {
 			p := s
 			neg := false
 			if strings.HasPrefix(p, "!") {
-				neg, p = true, cidrTrimLeft(p[1:])
+				neg, p = true, trimLeftSpace(p[1:])
 			}
 			if p == "" {
 				skip(l.line, "no address pattern")
@@ -736,8 +643,8 @@ func cidrCompile(lines []cidrLine, file string, warn func(Warning)) *cidrTable {
 			}
 			pat, value := p, ""
 			for i := 0; i < len(p); i++ {
-				if cidrIsSpace(p[i]) {
-					pat, value = p[:i], cidrTrimLeft(p[i:])
+				if isSpace(p[i]) {
+					pat, value = p[:i], trimLeftSpace(p[i:])
 					break
 				}
 			}
@@ -779,7 +686,7 @@ type cidrMap struct {
 	inline bool
 	opts   Options
 	cur    atomic.Pointer[cidrTable]
-	watch  cdbWatch
+	watch  fileWatch
 	mu     sync.Mutex // serialises reloads
 }
 
@@ -795,7 +702,7 @@ func openCIDR(ctx context.Context, name string, opts Options) (Map, error) {
 		m.cur.Store(cidrCompile(lines, name, m.opts.warn))
 		return m, nil
 	}
-	data, st, err := cdbReadStamped(name)
+	data, st, err := readFileStamped(name)
 	if err != nil {
 		return nil, &Error{Map: "cidr:" + name, Err: err}
 	}
@@ -826,10 +733,10 @@ func (m *cidrMap) Lookup(ctx context.Context, key string) (string, bool, error) 
 func (m *cidrMap) reload() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !m.watch.changed() {
-		return
+	if changed, _ := m.watch.changed(); !changed {
+		return // a file that cannot be stat'ed keeps the old rules
 	}
-	data, st, err := cdbReadStamped(m.name)
+	data, st, err := readFileStamped(m.name)
 	if err != nil {
 		m.opts.warn(Warning{File: m.name, Msg: "cannot reload: " + err.Error()})
 		return
@@ -847,141 +754,3 @@ func (m *cidrMap) Name() string { return "cidr:" + m.name }
 
 // cidr tables deliberately do not implement Iterable: Postfix's
 // "postmap -s cidr:..." fails with "sequence operation is not supported".
-
-// cdbStamp identifies a version of a file: a replaced file has a new inode,
-// a rewritten one a new size or modification time.
-type cdbStamp struct {
-	dev, ino uint64
-	size     int64
-	mtime    int64
-}
-
-func cdbStampOf(st *syscall.Stat_t) cdbStamp {
-	return cdbStamp{uint64(st.Dev), uint64(st.Ino), st.Size, st.Mtim.Sec*1e9 + st.Mtim.Nsec}
-}
-
-// cdbWatch notices when a file changes, looking at most about once a second.
-//
-// Reading the clock on every lookup is too dear for a table answering in
-// a few hundred nanoseconds (time.Now costs 100 ns or more under some
-// hypervisors), so due compares against cdbTick, a coarse clock kept by
-// one goroutine: two plain loads per lookup.
-type cdbWatch struct {
-	path  string
-	next  atomic.Int64 // cdbTick value at which the next check is due
-	mu    sync.Mutex
-	stamp cdbStamp
-}
-
-// cdbWatchInterval is how often a table checks whether its file changed.
-const cdbWatchInterval = time.Second
-
-var (
-	// cdbTick counts cdbWatchInterval periods since the ticker started.
-	cdbTick atomic.Int64
-	// cdbTickUsed is set by lookups and cleared by the ticker: a ticker
-	// that sees no lookup for a whole period stops, so an idle program
-	// is not woken up every second for nothing.
-	cdbTickUsed    atomic.Bool
-	cdbTickRunning atomic.Bool
-)
-
-// cdbTicker advances cdbTick until a period passes without lookups.
-func cdbTicker() {
-	for {
-		time.Sleep(cdbWatchInterval)
-		cdbTick.Add(1)
-		if cdbTickUsed.Swap(false) {
-			continue
-		}
-		cdbTickRunning.Store(false)
-		// A lookup may have come in between the Swap and the Store and
-		// seen the ticker still running: take over again if so.
-		if !cdbTickUsed.Load() || !cdbTickRunning.CompareAndSwap(false, true) {
-			return
-		}
-	}
-}
-
-// cdbTickNow returns the coarse clock, starting the ticker if needed.
-func cdbTickNow() int64 {
-	if !cdbTickUsed.Load() {
-		cdbTickUsed.Store(true)
-		if cdbTickRunning.CompareAndSwap(false, true) {
-			go cdbTicker()
-		}
-	}
-	return cdbTick.Load()
-}
-
-func (w *cdbWatch) init(path string, st cdbStamp) {
-	w.path = path
-	w.stamp = st
-	w.next.Store(cdbTickNow() + 1)
-}
-
-// due reports, to one caller per interval, that it is time to check.
-// The first check comes one to two intervals after the table was opened.
-func (w *cdbWatch) due() bool {
-	now := cdbTickNow()
-	next := w.next.Load()
-	return now >= next && w.next.CompareAndSwap(next, now+1)
-}
-
-// changed stats the file and reports whether it differs from the last
-// version loaded. A file that cannot be stat'ed counts as unchanged: the
-// old contents stay in use.
-func (w *cdbWatch) changed() bool {
-	var st syscall.Stat_t
-	if err := syscall.Stat(w.path, &st); err != nil {
-		return false
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return cdbStampOf(&st) != w.stamp
-}
-
-func (w *cdbWatch) get() cdbStamp {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.stamp
-}
-
-func (w *cdbWatch) set(st cdbStamp) {
-	w.mu.Lock()
-	w.stamp = st
-	w.mu.Unlock()
-}
-
-// cdbReadStamped reads a whole file and the stamp of the version read.
-func cdbReadStamped(path string) ([]byte, cdbStamp, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, cdbStamp{}, err
-	}
-	defer f.Close()
-	var st syscall.Stat_t
-	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
-		return nil, cdbStamp{}, err
-	}
-	// Read exactly the size stat reported, then anything the file grew by
-	// meanwhile; bytes.Buffer would double its buffer at the end.
-	data := make([]byte, st.Size, st.Size+1)
-	n, err := io.ReadFull(f, data)
-	data = data[:n]
-	if err == io.ErrUnexpectedEOF || err == io.EOF {
-		err = nil
-	} else if err == nil {
-		// Full: the file may have grown since Fstat.
-		var one [1]byte
-		if m, _ := f.Read(one[:]); m > 0 {
-			buf := bytes.NewBuffer(append(data, one[0]))
-			_, err = buf.ReadFrom(f)
-			data = buf.Bytes()
-		}
-	}
-	if err != nil {
-		return nil, cdbStamp{}, err
-	}
-	return data, cdbStampOf(&st), nil
-}

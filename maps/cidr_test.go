@@ -353,10 +353,10 @@ func cidrLinear(text, key string) (string, bool) {
 		s := l.text
 		switch {
 		case cidrFold(s, "if"):
-			p := cidrTrimLeft(s[2:])
+			p := trimLeftSpace(s[2:])
 			neg := strings.HasPrefix(p, "!")
 			if neg {
-				p = cidrTrimLeft(p[1:])
+				p = trimLeftSpace(p[1:])
 			}
 			if p == "" {
 				continue
@@ -368,7 +368,7 @@ func cidrLinear(text, key string) (string, bool) {
 			rules = append(rules, rule{kind: 1, fam: f, bits: n, net: net, neg: neg})
 			depth++
 		case cidrFold(s, "endif"):
-			if cidrTrimLeft(s[5:]) != "" || depth == 0 {
+			if trimLeftSpace(s[5:]) != "" || depth == 0 {
 				continue
 			}
 			rules = append(rules, rule{kind: 2})
@@ -377,11 +377,11 @@ func cidrLinear(text, key string) (string, bool) {
 			neg := strings.HasPrefix(s, "!")
 			p := s
 			if neg {
-				p = cidrTrimLeft(s[1:])
+				p = trimLeftSpace(s[1:])
 			}
 			pat, value := p, ""
-			if i := strings.IndexFunc(p, func(c rune) bool { return c < 0x80 && cidrIsSpace(byte(c)) }); i >= 0 {
-				pat, value = p[:i], cidrTrimLeft(p[i:])
+			if i := strings.IndexFunc(p, func(c rune) bool { return c < 0x80 && isSpace(byte(c)) }); i >= 0 {
+				pat, value = p[:i], trimLeftSpace(p[i:])
 			}
 			if pat == "" {
 				continue
@@ -628,14 +628,14 @@ func TestCIDRReloadByClock(t *testing.T) {
 	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(3*cdbWatchInterval + time.Second)
+	deadline := time.Now().Add(3*watchInterval + time.Second)
 	for {
 		v, _, _ := m.Lookup(context.Background(), "10.1.1.1")
 		if v == "new" {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("still %q %v after the file was replaced", v, 3*cdbWatchInterval)
+			t.Fatalf("still %q %v after the file was replaced", v, 3*watchInterval)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -21,7 +21,7 @@ func inlSplit(s string) ([]string, error) {
 	var items []string
 	i := 0
 	for {
-		for i < len(s) && (s[i] == ',' || srcIsSpace(s[i])) {
+		for i < len(s) && (s[i] == ',' || isSpace(s[i])) {
 			i++
 		}
 		if i >= len(s) {
@@ -31,7 +31,7 @@ func inlSplit(s string) ([]string, error) {
 		depth := 0
 		for i < len(s) {
 			c := s[i]
-			if depth == 0 && (c == ',' || srcIsSpace(c)) {
+			if depth == 0 && (c == ',' || isSpace(c)) {
 				break
 			}
 			if c == '{' {
@@ -41,9 +41,9 @@ func inlSplit(s string) ([]string, error) {
 				if depth < 0 {
 					return nil, fmt.Errorf(`unexpected '}' in "%s"`, s[start:])
 				}
-				if depth == 0 && s[start] == '{' && i+1 < len(s) && s[i+1] != ',' && !srcIsSpace(s[i+1]) {
+				if depth == 0 && s[start] == '{' && i+1 < len(s) && s[i+1] != ',' && !isSpace(s[i+1]) {
 					end := i + 1
-					for end < len(s) && s[end] != ',' && !srcIsSpace(s[end]) {
+					for end < len(s) && s[end] != ',' && !isSpace(s[end]) {
 						end++
 					}
 					return nil, fmt.Errorf(`syntax error after '}' in "%s"`, s[start:end])
@@ -58,25 +58,37 @@ func inlSplit(s string) ([]string, error) {
 	}
 }
 
+// braceEnd returns the index of the '}' that closes the '{' at s[0], or -1
+// when it is not closed. Braces nest; nothing quotes them. This is how
+// Postfix finds the end of the inline forms inline:{...}, static:{...},
+// regexp:{...}, pcre:{...} and cidr:{...} and of each {rule} in them.
+func braceEnd(s string) int {
+	depth := 0
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '{':
+			depth++
+		case '}':
+			depth--
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
 // inlBraced returns the text inside a name of the form "{...}" whose
 // opening brace is matched by its last character.
 func inlBraced(name string) (string, bool) {
 	if len(name) < 2 || name[0] != '{' {
 		return "", false
 	}
-	depth := 0
-	for i := 0; i < len(name); i++ {
-		switch name[i] {
-		case '{':
-			depth++
-		case '}':
-			depth--
-			if depth == 0 {
-				return name[1:i], i == len(name)-1
-			}
-		}
+	i := braceEnd(name)
+	if i < 0 {
+		return "", false
 	}
-	return "", false
+	return name[1:i], i == len(name)-1
 }
 
 // inlTable is an inline:{...} table.
@@ -113,7 +125,7 @@ func openInline(ctx context.Context, name string, opts Options) (Map, error) {
 	t := &inlTable{name: spec, m: make(map[string]string, len(items))}
 	for _, it := range items {
 		if it[0] == '{' {
-			it = srcTrim(it[1 : len(it)-1])
+			it = trimSpace(it[1 : len(it)-1])
 		}
 		k, v, msg := inlNameValue(it)
 		if msg != "" {
@@ -139,7 +151,7 @@ func openInline(ctx context.Context, name string, opts Options) (Map, error) {
 // characters and all. msg is Postfix's complaint, or "".
 func inlNameValue(s string) (name, value, msg string) {
 	i := 0
-	for i < len(s) && srcIsSpace(s[i]) {
+	for i < len(s) && isSpace(s[i]) {
 		i++
 	}
 	if i == len(s) {
@@ -158,7 +170,7 @@ scan:
 			i++
 		case c == '"':
 			quoted = !quoted
-		case !quoted && (c == '=' || srcIsSpace(c)):
+		case !quoted && (c == '=' || isSpace(c)):
 			break scan
 		}
 	}
@@ -168,13 +180,13 @@ scan:
 	name = s[start:min(i, len(s))]
 	rest := s[min(i, len(s)):]
 	j := 0
-	for j < len(rest) && srcIsSpace(rest[j]) {
+	for j < len(rest) && isSpace(rest[j]) {
 		j++
 	}
 	if j == len(rest) || rest[j] != '=' {
 		return "", "", "missing '=' after attribute name"
 	}
-	return name, srcTrim(rest[j+1:]), ""
+	return name, trimSpace(rest[j+1:]), ""
 }
 
 // Lookup implements Map. An empty value is an error, as in Postfix. The
@@ -219,31 +231,14 @@ func openStatic(ctx context.Context, name string, opts Options) (Map, error) {
 		inner, ok := inlBraced(name)
 		switch {
 		case ok:
-			value = srcTrim(inner)
-		case inlBalanced(name):
+			value = trimSpace(inner)
+		case braceEnd(name) >= 0:
 			return nil, fmt.Errorf(`maps: bad static:name syntax: syntax error after '}' in "%s"`, name)
 		default:
 			return nil, fmt.Errorf(`maps: bad static:name syntax: missing '}' in "%s"`, name)
 		}
 	}
 	return &inlStatic{name: "static:" + name, value: value}, nil
-}
-
-// inlBalanced reports whether the first '{' of s is closed somewhere.
-func inlBalanced(s string) bool {
-	depth := 0
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '{':
-			depth++
-		case '}':
-			depth--
-			if depth == 0 {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // Lookup implements Map.

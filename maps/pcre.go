@@ -191,7 +191,7 @@ func (c *rePCRE) run() {
 	for c.i < len(p) && c.errMsg == "" {
 		ch := p[c.i]
 		if c.fl.x {
-			if reIsSpace(ch) {
+			if isSpace(ch) {
 				c.i++
 				continue
 			}
@@ -301,7 +301,7 @@ func (c *rePCRE) atEndOrAlt() bool {
 	j := c.i
 	for j < len(c.p) {
 		ch := c.p[j]
-		if c.fl.x && reIsSpace(ch) {
+		if c.fl.x && isSpace(ch) {
 			j++
 			continue
 		}
@@ -535,7 +535,7 @@ func (c *rePCRE) escape() {
 		return
 	}
 	ch := p[c.i]
-	if !reIsAlnum(ch) {
+	if !isAlnum(ch) {
 		c.i++
 		s := reLit(ch)
 		c.emitAtom(s, s)
@@ -812,7 +812,7 @@ func (c *rePCRE) class() {
 	if c.i+1 < len(p) && (p[c.i+1] == ':' || p[c.i+1] == '.' || p[c.i+1] == '=') {
 		d := p[c.i+1]
 		j := c.i + 2
-		for j < len(p) && (reIsAlnum(p[j]) || p[j] == '^') {
+		for j < len(p) && (isAlnum(p[j]) || p[j] == '^') {
 			j++
 		}
 		if j+1 < len(p) && p[j] == d && p[j+1] == ']' {
@@ -968,7 +968,7 @@ func (c *rePCRE) class() {
 				c.i++
 				continue
 			}
-			if !reIsAlnum(e) {
+			if !isAlnum(e) {
 				c.i++
 				if !addChar(int(e)) {
 					return
@@ -1203,7 +1203,7 @@ func (c *rePCRE) namedGroup(closer byte) {
 	}
 	name := p[c.i : c.i+end]
 	for k := 0; k < len(name); k++ {
-		if !reIsAlnum(name[k]) && name[k] != '_' {
+		if !isAlnum(name[k]) && name[k] != '_' {
 			c.fail(c.i+k, "syntax error in subpattern name (missing terminator?)")
 			return
 		}

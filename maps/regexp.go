@@ -50,8 +50,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/bits"
-	"os"
 	"regexp"
 	"regexp/syntax"
 	"strconv"
@@ -69,10 +69,6 @@ import (
 // fail with a temporary error, which callers answer with 4xx as Postfix does
 // for a table error.
 const reMatchTimeout = 250 * time.Millisecond
-
-// reReloadInterval is how often a file-backed table checks whether its file
-// changed.
-const reReloadInterval = time.Second
 
 // rePUA is added to a byte >= 0x80 to give the rune that stands for it.
 const rePUA = 0xF700
@@ -96,11 +92,9 @@ type reTable struct {
 	opts      Options
 	inline    bool
 
-	rules     atomic.Pointer[reRuleSet]
-	lastCheck atomic.Int64 // unix nanoseconds of the last stat
-	mu        sync.Mutex   // serialises reloads
-	modTime   time.Time
-	size      int64
+	rules atomic.Pointer[reRuleSet]
+	watch fileWatch  // file-backed tables only
+	mu    sync.Mutex // serialises reloads
 }
 
 func reOpen(typ, name string, opts Options) (Map, error) {
@@ -115,58 +109,44 @@ func reOpen(typ, name string, opts Options) (Map, error) {
 		t.rules.Store(rs)
 		return t, nil
 	}
-	if err := t.load(); err != nil {
+	st, err := t.load()
+	if err != nil {
 		return nil, err
 	}
-	t.lastCheck.Store(time.Now().UnixNano())
+	t.watch.init(name, st)
 	return t, nil
 }
 
-// load reads the file and installs its rules.
-func (t *reTable) load() error {
-	f, err := os.Open(t.name)
+// load reads the file and installs its rules; it returns the stamp of the
+// version read.
+func (t *reTable) load() (fileStamp, error) {
+	data, st, err := readFileStamped(t.name)
 	if err != nil {
-		return &Error{Map: t.typ + ":" + t.name, Err: fmt.Errorf("open %s: %w", t.name, errors.Unwrap(err))}
+		if pe, ok := err.(*fs.PathError); ok && pe.Op == "open" {
+			err = fmt.Errorf("open %s: %w", t.name, pe.Err)
+		}
+		return fileStamp{}, &Error{Map: t.typ + ":" + t.name, Err: err}
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return &Error{Map: t.typ + ":" + t.name, Err: err}
-	}
-	var buf bytes.Buffer
-	if _, err := buf.ReadFrom(f); err != nil {
-		return &Error{Map: t.typ + ":" + t.name, Err: err}
-	}
-	lines := reLogicalLines(buf.String(), t.name, &t.opts)
+	lines := reLogicalLines(string(data), t.name, &t.opts)
 	rs := reBuild(t.typ, t.name, lines, &t.opts)
 	t.rules.Store(rs)
-	t.modTime, t.size = st.ModTime(), st.Size()
-	return nil
+	return st, nil
 }
 
 // maybeReload re-reads the file when it changed, at most one stat per
-// reReloadInterval. A file that cannot be read keeps the old rules.
+// watchInterval. A file that cannot be read keeps the old rules.
 func (t *reTable) maybeReload() {
-	if t.inline {
-		return
-	}
-	now := time.Now().UnixNano()
-	last := t.lastCheck.Load()
-	if now-last < int64(reReloadInterval) || !t.lastCheck.CompareAndSwap(last, now) {
-		return
-	}
-	st, err := os.Stat(t.name)
-	if err != nil {
-		return
-	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if st.ModTime().Equal(t.modTime) && st.Size() == t.size {
+	if changed, _ := t.watch.changed(); !changed {
 		return
 	}
-	if err := t.load(); err != nil {
+	st, err := t.load()
+	if err != nil {
 		t.opts.Warnf("", 0, "%s:%s: reload failed, keeping the old rules: %v", t.typ, t.name, err)
+		return
 	}
+	t.watch.set(st)
 }
 
 // Name implements Named.
@@ -177,7 +157,9 @@ func (t *reTable) Kind() Kind { return Pattern }
 
 // Lookup implements Map. The key is never case-folded (regexp_table(5)).
 func (t *reTable) Lookup(ctx context.Context, key string) (string, bool, error) {
-	t.maybeReload()
+	if !t.inline && t.watch.due() {
+		t.maybeReload()
+	}
 	// With smtputf8_enable = yes (the default since compatibility level 1)
 	// Postfix refuses keys that are not valid UTF-8: a warning, no match.
 	if !utf8.ValidString(key) {
@@ -321,22 +303,14 @@ func reSplitInline(name string) ([]reLine, error) {
 // reExtPar strips one level of braces from s, which must start with '{',
 // and trims the inside; text after the closing brace is an error.
 func reExtPar(s string) (string, error) {
-	depth := 0
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '{':
-			depth++
-		case '}':
-			depth--
-			if depth == 0 {
-				if strings.TrimSpace(s[i+1:]) != "" {
-					return "", fmt.Errorf("syntax error after '}' in \"%s\"", s)
-				}
-				return strings.TrimSpace(s[1:i]), nil
-			}
-		}
+	i := braceEnd(s)
+	if i < 0 {
+		return "", fmt.Errorf("missing '}' in \"%s\"", s)
 	}
-	return "", fmt.Errorf("missing '}' in \"%s\"", s)
+	if strings.TrimSpace(s[i+1:]) != "" {
+		return "", fmt.Errorf("syntax error after '}' in \"%s\"", s)
+	}
+	return strings.TrimSpace(s[1:i]), nil
 }
 
 // Rule kinds.
@@ -685,7 +659,7 @@ func reParseRule(typ, label string, ln reLine, opts *Options) (reRule, bool) {
 	p := ln.text
 	r := reRule{line: ln.line}
 	isWord := func(s, w string) bool {
-		return len(s) >= len(w) && strings.EqualFold(s[:len(w)], w) && (len(s) == len(w) || !reIsAlnum(s[len(w)]))
+		return len(s) >= len(w) && strings.EqualFold(s[:len(w)], w) && (len(s) == len(w) || !isAlnum(s[len(w)]))
 	}
 	switch {
 	case isWord(p, "endif"):
@@ -716,7 +690,7 @@ func reParseRule(typ, label string, ln reLine, opts *Options) (reRule, bool) {
 		r.m1, r.neg1 = m, neg
 		return r, true
 	}
-	if reIsAlnum(p[0]) {
+	if isAlnum(p[0]) {
 		opts.Warnf(label, ln.line, "ignoring unrecognized request")
 		return r, false
 	}
@@ -772,20 +746,12 @@ func reParseRule(typ, label string, ln reLine, opts *Options) (reRule, bool) {
 	return r, true
 }
 
-func reIsAlnum(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
-}
-
-func reIsSpace(c byte) bool {
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
-}
-
 // reGetPattern reads "[!...]<d>pattern<d>flags" from the start of s. A
 // backslash protects the next character from ending the pattern; the
 // backslash itself stays in the pattern the engine sees (so "\." in a
 // ".pat." rule still means a literal dot).
 func reGetPattern(typ, label string, line int, s string, opts *Options) (neg bool, pat, flags, rest string, ok bool) {
-	for len(s) > 0 && (s[0] == '!' || reIsSpace(s[0])) {
+	for len(s) > 0 && (s[0] == '!' || isSpace(s[0])) {
 		if s[0] == '!' {
 			neg = !neg
 		}
@@ -824,7 +790,7 @@ func reGetPattern(typ, label string, line int, s string, opts *Options) (neg boo
 	j := 0
 	// regexp: flags may be followed by the legacy "!/re2/"; pcre: has no
 	// legacy form, so a '!' there is an unknown option.
-	for j < len(s) && !reIsSpace(s[j]) && !(typ == "regexp" && s[j] == '!') {
+	for j < len(s) && !isSpace(s[j]) && !(typ == "regexp" && s[j] == '!') {
 		j++
 	}
 	flags, rest = s[:j], s[j:]
@@ -879,7 +845,7 @@ func reParseResult(typ, label string, line int, s string, opts *Options) ([]rePa
 			i += 2 + j
 		default:
 			j := i + 1
-			for j < len(s) && (reIsAlnum(s[j]) || s[j] == '_') {
+			for j < len(s) && (isAlnum(s[j]) || s[j] == '_') {
 				j++
 			}
 			name = s[i+1 : j]

@@ -428,7 +428,7 @@ func (c *rePosix) parseExpression(tok *reTok, nest int) string {
 
 // reIsWordTok reports whether t matches exactly one word character.
 func reIsWordTok(t reTok) bool {
-	return t.typ == rtChar && (reIsAlnum(t.c) || t.c == '_') || t.typ == rtClass && t.c == 'w'
+	return t.typ == rtChar && (isAlnum(t.c) || t.c == '_') || t.typ == rtClass && t.c == 'w'
 }
 
 // nextIsWord reports whether t, the token after a \<, is a word character

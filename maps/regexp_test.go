@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/postkit-mail/postkit/internal/oracle"
 )
@@ -403,7 +402,7 @@ func TestRegexpTableBehaviour(t *testing.T) {
 	if err := os.WriteFile(file, []byte("/^a$/ two-longer\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	m.(*reTable).lastCheck.Store(time.Now().Add(-2 * time.Second).UnixNano())
+	m.(*reTable).watch.next.Store(0) // as if a second had passed
 	if v, _, _ := m.Lookup(ctx, "a"); v != "two-longer" {
 		t.Fatalf("after reload: %q", v)
 	}
@@ -617,7 +616,7 @@ func TestRegexpConcurrent(t *testing.T) {
 						return
 					}
 					if i%50 == 0 {
-						m.(*reTable).lastCheck.Store(0)
+						m.(*reTable).watch.next.Store(0)
 					}
 				}
 			}()

@@ -140,22 +140,38 @@ func (dd *srcDeduper) add(rec Record, raw string) {
 	}
 }
 
-// srcIsSpace is C's isspace() in the C locale, which Postfix uses for
+// isSpace is C's isspace() in the C locale, which Postfix uses for
 // continuation lines, key separators and trimming.
-func srcIsSpace(c byte) bool {
+func isSpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'
 }
 
-// srcTrim removes isspace() characters from both ends.
-func srcTrim(s string) string {
-	i, j := 0, len(s)
-	for i < j && srcIsSpace(s[i]) {
+// isAlnum is C's isalnum() in the C locale.
+func isAlnum(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+}
+
+// trimSpace removes isspace() characters from both ends.
+func trimSpace(s string) string {
+	return trimRightSpace(trimLeftSpace(s))
+}
+
+// trimLeftSpace removes isspace() characters from the start.
+func trimLeftSpace(s string) string {
+	i := 0
+	for i < len(s) && isSpace(s[i]) {
 		i++
 	}
-	for j > i && srcIsSpace(s[j-1]) {
-		j--
+	return s[i:]
+}
+
+// trimRightSpace removes isspace() characters from the end.
+func trimRightSpace(s string) string {
+	i := len(s)
+	for i > 0 && isSpace(s[i-1]) {
+		i--
 	}
-	return s[i:j]
+	return s[:i]
 }
 
 // srcPrintable renders text for a warning the way Postfix's logging does:
@@ -199,18 +215,19 @@ func srcPrintable(s string) string {
 	return b.String()
 }
 
-// srcParse splits data into logical lines and parses each one.
+// logicalLines splits text into Postfix's logical lines (its readllines):
+// a line that starts with whitespace continues the previous one, appended
+// as is (leading whitespace kept, no newline). Blank lines and lines whose
+// first non-blank character is '#' are skipped and do not end a logical
+// line. A logical line that starts with whitespace (at the top of the
+// file) comes with orphan set: the caller warns about it and drops it.
 //
-// Logical lines (Postfix readllines): a line that starts with whitespace
-// continues the previous one, appended as is (leading whitespace kept, no
-// newline). Blank lines and lines whose first non-blank character is '#'
-// are skipped and do not end a logical line. A logical line that starts
-// with whitespace (at the top of the file) is warned about and dropped.
-//
-// Each record goes to emit, with its key as written, in file order and
-// between the warnings of the lines around it. texthash selects the wording
-// of texthash: tables (see DedupeOptions.Texthash).
-func srcParse(data, file string, opts *Options, texthash bool, emit func(rec Record, rawKey string)) {
+// With cString each line is classified as C code sees it, up to its first
+// NUL (postmap's and postalias's source reader); without it a NUL is an
+// ordinary character, as in cidr_table(5) files. A logical line of one
+// physical line is a substring of text, so a big file costs no per-line
+// copies.
+func logicalLines(text string, cString bool, yield func(s string, line int, orphan bool)) {
 	var (
 		cur       string // current logical line, when it is one physical line
 		buf       []byte // current logical line, once a continuation is joined
@@ -222,12 +239,59 @@ func srcParse(data, file string, opts *Options, texthash bool, emit func(rec Rec
 		if !have {
 			return
 		}
-		text := cur
+		s := cur
 		if joined {
-			text = string(buf)
+			s = string(buf)
 		}
 		have, joined = false, false
-		if srcIsSpace(text[0]) {
+		yield(s, startLine, isSpace(s[0]))
+	}
+	lineno := 0
+	for len(text) > 0 {
+		var line string
+		if i := strings.IndexByte(text, '\n'); i >= 0 {
+			line, text = text[:i], text[i+1:]
+		} else {
+			line, text = text, ""
+		}
+		lineno++
+		vis := line
+		if cString {
+			if i := strings.IndexByte(vis, 0); i >= 0 {
+				vis = vis[:i]
+			}
+		}
+		j := 0
+		for j < len(vis) && isSpace(vis[j]) {
+			j++
+		}
+		if j == len(vis) || vis[j] == '#' {
+			continue
+		}
+		if j > 0 && have {
+			if !joined {
+				buf = append(buf[:0], cur...)
+				joined = true
+			}
+			buf = append(buf, line...)
+			continue
+		}
+		flush()
+		cur, have, startLine = line, true, lineno
+	}
+	flush()
+}
+
+// srcParse splits data into logical lines (see logicalLines; a line is
+// classified up to its first NUL, as Postfix's C code sees it) and parses
+// each one.
+//
+// Each record goes to emit, with its key as written, in file order and
+// between the warnings of the lines around it. texthash selects the wording
+// of texthash: tables (see DedupeOptions.Texthash).
+func srcParse(data, file string, opts *Options, texthash bool, emit func(rec Record, rawKey string)) {
+	logicalLines(data, true, func(text string, startLine int, orphan bool) {
+		if orphan {
 			more := ""
 			if len(text) > 30 {
 				text, more = text[:30], "..."
@@ -255,40 +319,7 @@ func srcParse(data, file string, opts *Options, texthash bool, emit func(rec Rec
 			rec.Line = startLine
 			emit(rec, raw)
 		}
-	}
-	lineno := 0
-	for len(data) > 0 {
-		var line string
-		if i := strings.IndexByte(data, '\n'); i >= 0 {
-			line, data = data[:i], data[i+1:]
-		} else {
-			line, data = data, ""
-		}
-		lineno++
-		// Classify the line as C sees it (up to a NUL).
-		vis := line
-		if i := strings.IndexByte(vis, 0); i >= 0 {
-			vis = vis[:i]
-		}
-		j := 0
-		for j < len(vis) && srcIsSpace(vis[j]) {
-			j++
-		}
-		if j == len(vis) || vis[j] == '#' {
-			continue
-		}
-		if j > 0 && have {
-			if !joined {
-				buf = append(buf[:0], cur...)
-				joined = true
-			}
-			buf = append(buf, line...)
-			continue
-		}
-		flush()
-		cur, have, startLine = line, true, lineno
-	}
-	flush()
+	})
 }
 
 // srcMapLine parses one postmap(1) logical line: the key ends at the first
@@ -310,7 +341,7 @@ scan:
 			}
 		case c == '"':
 			quoted = !quoted
-		case !quoted && srcIsSpace(c):
+		case !quoted && isSpace(c):
 			break scan
 		}
 	}
@@ -318,7 +349,7 @@ scan:
 		opts.warn(Warning{File: file, Line: line, Msg: `unbalanced '"' in '` + srcPrintable(text) + `' -- ignoring this line`})
 		return Record{}, "", false
 	}
-	key, value := text[:i], srcTrim(text[i:])
+	key, value := text[:i], trimSpace(text[i:])
 	if value == "" {
 		msg := "expected format: key whitespace value"
 		if texthash {
@@ -412,7 +443,7 @@ func srcTokenize(s string) []srcToken {
 	for i < len(s) {
 		c := s[i]
 		switch {
-		case srcIsSpace(c):
+		case isSpace(c):
 			i++
 		case c == '(':
 			// A comment is kept raw, nested parentheses and backslashes
@@ -459,7 +490,7 @@ func srcTokenize(s string) []srcToken {
 					ch = s[i]
 					i++
 				}
-				if srcIsSpace(ch) {
+				if isSpace(ch) {
 					ch = ' '
 				}
 				b = append(b, ch)
@@ -480,10 +511,10 @@ func srcTokenize(s string) []srcToken {
 					}
 					i++
 					ch = s[i]
-				} else if srcIsSpace(ch) || srcIsOperator(ch) {
+				} else if isSpace(ch) || srcIsOperator(ch) {
 					break
 				}
-				if srcIsSpace(ch) {
+				if isSpace(ch) {
 					ch = ' '
 				}
 				b = append(b, ch)
@@ -492,7 +523,7 @@ func srcTokenize(s string) []srcToken {
 			// An atom that holds characters an atom may not (from
 			// backslash escapes) becomes a quoted string.
 			for _, ch := range b {
-				if srcIsSpace(ch) || ch < 0x20 || ch == 0x7f || srcIsOperator(ch) {
+				if isSpace(ch) || ch < 0x20 || ch == 0x7f || srcIsOperator(ch) {
 					kind = srcQuoted
 					break
 				}

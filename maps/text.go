@@ -8,7 +8,6 @@ import (
 	"os"
 	"strings"
 	"sync/atomic"
-	"time"
 	"unicode/utf8"
 )
 
@@ -24,9 +23,6 @@ import (
 // texthash:/file (postmap(1): "a read-only table that is read from a
 // postmap-format text file") is the same table without reloading: Postfix
 // reads it once, when the process opens it.
-
-// txtReloadEvery is how often at most Lookup looks at the source file.
-const txtReloadEvery = time.Second
 
 // txtIndexSuffix is the index file Postfix would open for each type; it is
 // only used in messages, and in duplicate-key warnings as postmap prints them.
@@ -67,9 +63,9 @@ type txtTable struct {
 	reload    bool
 	dups      Duplicates // which record of a repeated key is kept
 
-	data      atomic.Pointer[txtData]
-	nextCheck atomic.Int64 // txtClock time of the next look at the file
-	busy      atomic.Bool  // a check or reload is running
+	data  atomic.Pointer[txtData]
+	watch fileWatch   // when reload is set
+	busy  atomic.Bool // a check or reload is running
 }
 
 // txtData is one loaded version of the file. It is never modified once
@@ -77,7 +73,12 @@ type txtTable struct {
 type txtData struct {
 	m       map[string]string
 	records []Record // deduplicated, in file order
-	info    fs.FileInfo
+	// Every lookup reads m. The padding makes txtData a 64-byte object,
+	// which the allocator places alone in a cache line: a smaller one
+	// shares its line with other small objects, and one written often
+	// (the testing.PB of BenchmarkTextHashLookupParallel was) makes every
+	// core reload the line on every lookup.
+	_ [32]byte
 }
 
 // txtOpen opens a table that keeps the record opts.Duplicates says for a
@@ -88,29 +89,32 @@ func txtOpen(typ, name string, opts Options, reload bool) (Map, error) {
 		return nil, fmt.Errorf("maps: %s:: need a file name", typ)
 	}
 	t := &txtTable{typ: typ, path: name, opts: opts, reload: reload, dups: dups}
-	d, err := t.load()
+	d, st, err := t.load()
 	if err != nil {
 		return nil, err
 	}
 	t.data.Store(d)
-	t.nextCheck.Store(txtClock() + int64(txtReloadEvery))
+	if reload {
+		t.watch.init(name, st)
+	}
 	return t, nil
 }
 
-// load reads and parses the source file.
-func (t *txtTable) load() (*txtData, error) {
+// load reads and parses the source file; it also returns the stamp of the
+// version read.
+func (t *txtTable) load() (*txtData, fileStamp, error) {
 	f, err := os.Open(t.path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) && t.typ != "texthash" {
-			return nil, fmt.Errorf("maps: %s:%s: %w (postkit reads the source file %s next to the index %s%s, not the index)",
+			return nil, fileStamp{}, fmt.Errorf("maps: %s:%s: %w (postkit reads the source file %s next to the index %s%s, not the index)",
 				t.typ, t.path, err, t.path, t.path, txtIndexSuffix[t.typ])
 		}
-		return nil, fmt.Errorf("maps: %s:%s: %w", t.typ, t.path, err)
+		return nil, fileStamp{}, fmt.Errorf("maps: %s:%s: %w", t.typ, t.path, err)
 	}
 	defer f.Close()
 	info, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("maps: %s:%s: %w", t.typ, t.path, err)
+		return nil, fileStamp{}, fmt.Errorf("maps: %s:%s: %w", t.typ, t.path, err)
 	}
 	var sb strings.Builder
 	if info.Size() > 0 {
@@ -142,14 +146,14 @@ func (t *txtTable) load() (*txtData, error) {
 	if _, ok := m["@"]; ok && t.opts.Aliases && t.dups == DuplicatesWarn {
 		t.opts.warn(Warning{File: dupFile, Msg: `duplicate entry: "@"`})
 	}
-	return &txtData{m: m, records: out, info: info}, nil
+	return &txtData{m: m, records: out}, stampOfInfo(info), nil
 }
 
 // Lookup implements Map. The key is folded as Postfix folds fixed-table
 // queries; an empty key, or one that is not valid UTF-8, is never found
 // (Postfix warns and answers "not found").
 func (t *txtTable) Lookup(_ context.Context, key string) (string, bool, error) {
-	if t.reload {
+	if t.reload && t.watch.due() {
 		t.maybeReload()
 	}
 	if key == "" {
@@ -171,20 +175,11 @@ func txtHasHigh(s string) bool {
 	return false
 }
 
-// maybeReload looks at the file at most once a second. The look (a stat)
-// and any reload run in a goroutine of their own, so lookups never wait
-// for them; they keep using the current contents until the new ones are
-// published. A reload that fails keeps the old contents and logs why.
-//
-// The time comes from txtClock, which costs a lookup two atomic loads of
-// memory that is rarely written, where reading the system clock costs 80 to
-// 200 ns on some virtual machines.
+// maybeReload looks at the file, which Lookup asks for at most once a
+// watchInterval (fileWatch.due). The look (a stat) and any reload run in a goroutine of their own, so lookups never
+// wait for them; they keep using the current contents until the new ones
+// are published. A reload that fails keeps the old contents and logs why.
 func (t *txtTable) maybeReload() {
-	now := txtClock()
-	next := t.nextCheck.Load()
-	if now < next || !t.nextCheck.CompareAndSwap(next, now+int64(txtReloadEvery)) {
-		return
-	}
 	if !t.busy.CompareAndSwap(false, true) {
 		return
 	}
@@ -194,82 +189,22 @@ func (t *txtTable) maybeReload() {
 	}()
 }
 
-// A coarse clock for the reload check, shared by every table. While tables
-// are being looked up, a goroutine stores the time every txtClockTick; it
-// stops after txtClockIdle without a lookup, and the next lookup reads the
-// system clock and starts it again. So a busy table reads two shared words
-// per lookup (written ten times a second, so no cache line ping-pong between
-// cores), and a rarely used one reads the true time: neither notices a
-// changed file later than txtReloadEvery plus one tick.
-const (
-	txtClockTick = 100 * time.Millisecond
-	txtClockIdle = 5 * time.Second
-)
-
-var (
-	txtClockBase    = time.Now() // monotonic origin: cheaper than the wall clock
-	txtClockNow     atomic.Int64 // nanoseconds since txtClockBase, as of the last tick
-	txtClockRunning atomic.Bool  // the ticking goroutine is running
-	txtClockUsed    atomic.Bool  // a lookup asked for the time since the last tick
-)
-
-// txtClock returns the time in nanoseconds since txtClockBase, at most one
-// tick old.
-func txtClock() int64 {
-	if !txtClockUsed.Load() {
-		txtClockUsed.Store(true)
-	}
-	if txtClockRunning.Load() {
-		return txtClockNow.Load()
-	}
-	now := int64(time.Since(txtClockBase))
-	if txtClockRunning.CompareAndSwap(false, true) {
-		txtClockNow.Store(now)
-		go txtClockRun()
-	}
-	return now
-}
-
-// txtClockRun ticks until the clock has not been used for txtClockIdle.
-func txtClockRun() {
-	tick := time.NewTicker(txtClockTick)
-	defer tick.Stop()
-	idle := time.Duration(0)
-	for range tick.C {
-		txtClockNow.Store(int64(time.Since(txtClockBase)))
-		if txtClockUsed.Swap(false) {
-			idle = 0
-			continue
-		}
-		if idle += txtClockTick; idle < txtClockIdle {
-			continue
-		}
-		txtClockRunning.Store(false)
-		// A lookup that saw the clock running just before it stopped has
-		// marked it used: keep ticking for it, unless one restarted it.
-		if !txtClockUsed.Load() || !txtClockRunning.CompareAndSwap(false, true) {
-			return
-		}
-		idle = 0
-	}
-}
-
 // checkNow reloads the file if it changed (inode, size or mtime).
 func (t *txtTable) checkNow() {
-	old := t.data.Load()
-	info, err := os.Stat(t.path)
-	if err == nil && os.SameFile(info, old.info) && info.Size() == old.info.Size() && info.ModTime().Equal(old.info.ModTime()) {
-		return
-	}
+	changed, err := t.watch.changed()
 	if err != nil {
 		t.opts.warn(Warning{File: t.path, Msg: fmt.Sprintf("cannot reload %s:%s, keeping the loaded contents: %v", t.typ, t.path, err)})
 		return
 	}
-	d, err := t.load()
+	if !changed {
+		return
+	}
+	d, st, err := t.load()
 	if err != nil {
 		t.opts.warn(Warning{File: t.path, Msg: fmt.Sprintf("cannot reload, keeping the loaded contents: %v", err)})
 		return
 	}
+	t.watch.set(st)
 	t.data.Store(d)
 }
 

@@ -206,7 +206,7 @@ func BenchmarkTextHashLookupParallel(b *testing.B) {
 }
 
 // BenchmarkTxtReloadCheck isolates the per-lookup cost of the reload
-// check: the old way (read the monotonic clock) against txtClock, serial
+// check: the old way (read the monotonic clock) against coarseNow, serial
 // and from every core.
 func BenchmarkTxtReloadCheck(b *testing.B) {
 	base := time.Now()
@@ -216,9 +216,9 @@ func BenchmarkTxtReloadCheck(b *testing.B) {
 			sink.Store(int64(time.Since(base)))
 		}
 	})
-	b.Run("txtClock", func(b *testing.B) {
+	b.Run("coarseNow", func(b *testing.B) {
 		for b.Loop() {
-			sink.Store(txtClock())
+			sink.Store(coarseNow())
 		}
 	})
 	b.Run("system-clock-parallel", func(b *testing.B) {
@@ -230,24 +230,24 @@ func BenchmarkTxtReloadCheck(b *testing.B) {
 			sink.Add(n)
 		})
 	})
-	b.Run("txtClock-parallel", func(b *testing.B) {
+	b.Run("coarseNow-parallel", func(b *testing.B) {
 		b.RunParallel(func(pb *testing.PB) {
 			var n int64
 			for pb.Next() {
-				n += txtClock()
+				n += coarseNow()
 			}
 			sink.Add(n)
 		})
 	})
 }
 
-// TestTxtClock: the coarse clock is never more than about a tick behind.
+// TestTxtClock: the coarse clock (coarseNow) is never more than about a tick behind.
 func TestTxtClock(t *testing.T) {
 	for i := 0; i < 5; i++ {
-		got, want := txtClock(), int64(time.Since(txtClockBase))
-		if lag := time.Duration(want - got); lag < 0 || lag > 3*txtClockTick {
-			t.Fatalf("txtClock lags %v", lag)
+		got, want := coarseNow(), int64(time.Since(coarseBase))
+		if lag := time.Duration(want - got); lag < 0 || lag > 3*coarseTick {
+			t.Fatalf("coarseNow lags %v", lag)
 		}
-		time.Sleep(txtClockTick / 2)
+		time.Sleep(coarseTick / 2)
 	}
 }
