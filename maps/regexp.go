@@ -216,42 +216,21 @@ type reLine struct {
 // dropped with a warning.
 func reLogicalLines(src, file string, opts *Options) []reLine {
 	var out []reLine
-	var cur strings.Builder
-	curLine, have := 0, false
-	flush := func() {
-		if have {
-			out = append(out, reLine{curLine, cur.String()})
-		}
-		cur.Reset()
-		have = false
-	}
-	n := 0
-	for len(src) > 0 {
-		var ln string
-		if i := strings.IndexByte(src, '\n'); i >= 0 {
-			ln, src = src[:i], src[i+1:]
-		} else {
-			ln, src = src, ""
-		}
-		n++
-		ln = strings.TrimSuffix(ln, "\r")
-		trimmed := strings.TrimLeft(ln, " \t\r\v\f")
-		if trimmed == "" || trimmed[0] == '#' {
-			continue
-		}
-		if len(trimmed) != len(ln) {
-			if !have {
-				opts.Warnf(file, 0, "logical line must not start with whitespace: \"%s\"", ln)
-				continue
+	logicalLines(src, false, func(s string, line int, orphan bool) {
+		// A CR of a CRLF file ends the logical line as white space does.
+		s = trimRightSpace(s)
+		if orphan {
+			// Postfix joins the indented lines at the top of a file into
+			// one logical line, warns once, and shows at most 30
+			// characters of it.
+			if len(s) > 30 {
+				s = s[:30] + "..."
 			}
-			cur.WriteString(ln)
-			continue
+			opts.Warnf(file, 0, "logical line must not start with whitespace: \"%s\"", s)
+			return
 		}
-		flush()
-		cur.WriteString(ln)
-		curLine, have = n, true
-	}
-	flush()
+		out = append(out, reLine{line, s})
+	})
 	return out
 }
 
