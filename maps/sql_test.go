@@ -3,6 +3,7 @@ package maps
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -300,6 +301,11 @@ func TestSQLDifferential(t *testing.T) {
 					if strings.Contains(string(res.Stderr), "fatal") {
 						t.Fatalf("postmap failed: %s", res.Stderr)
 					}
+					// Every case finds some key; two empty outputs would
+					// compare equal and prove nothing.
+					if len(res.Stdout) == 0 {
+						t.Fatalf("postmap found no key (stderr %q): the comparison proves nothing", res.Stderr)
+					}
 					m, _ := s.open(t, cf)
 					got := sqlTestOurs(t, m, keys)
 					if got != string(res.Stdout) {
@@ -405,7 +411,9 @@ func TestSQLMySQLNoBackslashEscapes(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := s.db.Exec("SET GLOBAL sql_mode = CONCAT(@@GLOBAL.sql_mode, ',NO_BACKSLASH_ESCAPES')"); err != nil {
-		t.Skipf("cannot set the global sql_mode: %v", err)
+		// The server is reachable as root: not being able to set the
+		// mode is a broken setup, not a reason to skip.
+		t.Fatalf("cannot set the global sql_mode: %v", err)
 	}
 	t.Cleanup(func() { s.db.Exec("SET GLOBAL sql_mode = ?", mode) })
 	m, _ := s.open(t, s.cf(t, "query = SELECT v1 FROM "+table+" WHERE k = '%s'\n"))
@@ -438,13 +446,9 @@ func TestSQLServerDown(t *testing.T) {
 			cf := filepath.Join(dir, "down.cf")
 			os.WriteFile(cf, []byte("hosts = 127.0.0.1:"+sqlTestClosedPort(t)+"\nuser = x\ndbname = test\nquery = SELECT '%s'\n"), 0o644)
 			m, warns := s.open(t, cf)
-			start := time.Now()
 			_, ok, err := m.Lookup(context.Background(), "key")
 			if ok || !IsTemporary(err) {
 				t.Fatalf("got ok=%v err=%v, want a temporary error", ok, err)
-			}
-			if d := time.Since(start); d > 3*time.Second {
-				t.Errorf("took %v", d)
 			}
 			if len(*warns) == 0 || !strings.Contains((*warns)[0], "connect to "+typ+" server") {
 				t.Errorf("warnings: %q", *warns)
@@ -515,13 +519,14 @@ func TestSQLTimeout(t *testing.T) {
 			m, _ := s.open(t, s.cf(t, "query = "+q+"\n"))
 			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 			defer cancel()
-			start := time.Now()
 			_, ok, err := m.Lookup(ctx, "key")
 			if ok || !IsTemporary(err) {
 				t.Fatalf("got ok=%v err=%v", ok, err)
 			}
-			if d := time.Since(start); d > 2*time.Second {
-				t.Errorf("took %v", d)
+			// The lookup ended with the caller's deadline, not when the
+			// 5 s query would have returned.
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("error %v does not come from the caller's deadline", err)
 			}
 			// The host is not taken out of rotation by the caller's deadline.
 			m.tmpl.query = "SELECT '%s'"

@@ -26,6 +26,10 @@ func TestPostaliasQuery(t *testing.T) {
 			spec := typ + ":" + file
 			kit := pmKit(nil, "postalias", "-c", conf, spec)
 			if typ == "cdb" {
+				// Without postkit's file both programs would fail alike.
+				if _, err := os.Stat(file + ".cdb"); err != nil {
+					t.Fatalf("postkit postalias %s wrote no cdb file: %v (stderr %s)", spec, err, kit.Stderr)
+				}
 				pmQueryAll(t, "postalias", conf, spec, keys)
 			}
 			real := oracle.Run(t, nil, "postalias", "-c", conf, spec)
@@ -68,7 +72,7 @@ func TestPostaliasUpdate(t *testing.T) {
 			spec := "hash:" + file
 			oracle.Run(t, nil, "postalias", "-c", conf, spec)
 			pmCompare(t, []byte(c.stdin), "postalias", append(append([]string{"-c", conf}, c.args...), spec)...)
-			pmCompare(t, keys, "postalias", "-c", conf, "-q", "-", spec)
+			pmCompareHits(t, keys, "postalias", "-c", conf, "-q", "-", spec)
 		})
 	}
 }

@@ -207,6 +207,9 @@ func TestPostconfOracleAll(t *testing.T) {
 	calls := [][]string{{"-c", dir}, {"-c", dir, "-x"}}
 	for i, want := range pcOracleAll(t, nil, calls) {
 		got := pcRunOurs(calls[i]...)
+		if got.Code != want.Code {
+			t.Errorf("postconf %v: exit %d, want %d (stderr %q)", calls[i], got.Code, want.Code, got.Stderr)
+		}
 		pcDiffLines(t, calls[i], got.Stdout, want.Stdout)
 	}
 }
@@ -226,6 +229,10 @@ func pcDiffLines(t *testing.T, args []string, got, want []byte) {
 		return m
 	}
 	g, w := drop(got), drop(want)
+	if len(w) == 0 {
+		// Two empty outputs would compare equal and prove nothing.
+		t.Errorf("postconf %v: Postfix printed no parameter", args)
+	}
 	bad := 0
 	for name, wl := range w {
 		if g[name] != wl {
