@@ -185,7 +185,7 @@ func TestCDBOracle(t *testing.T) {
 				}
 			}
 			if got.String() != string(want.Stdout) {
-				t.Errorf("lookups differ\n%s", cdbDiff(string(want.Stdout), got.String()))
+				t.Errorf("lookups differ\n%s", oracle.Diff(string(want.Stdout), got.String()))
 			}
 
 			// Entries lists the records in file order: first value of each
@@ -207,13 +207,13 @@ func TestCDBOracle(t *testing.T) {
 				t.Fatal(err)
 			}
 			if gotS.String() != wantS.String() {
-				t.Errorf("Entries differ\n%s", cdbDiff(wantS.String(), gotS.String()))
+				t.Errorf("Entries differ\n%s", oracle.Diff(wantS.String(), gotS.String()))
 			}
 
 			// The real postmap reads postkit's file the same way.
 			ourQ := oracle.Run(t, []byte(strings.Join(keys, "\n")+"\n"), "postmap", "-c", cfg, "-q", "-", "cdb:"+ours)
 			if !bytes.Equal(ourQ.Stdout, want.Stdout) {
-				t.Errorf("postmap -q on postkit's file differs\n%s", cdbDiff(string(want.Stdout), string(ourQ.Stdout)))
+				t.Errorf("postmap -q on postkit's file differs\n%s", oracle.Diff(string(want.Stdout), string(ourQ.Stdout)))
 			}
 		})
 	}
@@ -233,25 +233,6 @@ func TestCDBOracleNoSequence(t *testing.T) {
 	if res.Code != 1 || string(res.Stderr) != want {
 		t.Errorf("postmap -s cdb: exit %d, stderr %q; want exit 1, %q", res.Code, res.Stderr, want)
 	}
-}
-
-func cdbDiff(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	var b strings.Builder
-	for i, n := 0, 0; i < max(len(w), len(g)) && n < 10; i++ {
-		var wl, gl string
-		if i < len(w) {
-			wl = w[i]
-		}
-		if i < len(g) {
-			gl = g[i]
-		}
-		if wl != gl {
-			fmt.Fprintf(&b, "line %d: postmap %q, postkit %q\n", i+1, wl, gl)
-			n++
-		}
-	}
-	return b.String()
 }
 
 // TestCDBWriterStreaming checks the streaming writer against an in-memory

@@ -163,33 +163,12 @@ func cidrCompareOracle(t *testing.T, spec string, keys []string) string {
 	wantOut, wantErr := cidrOracleQuery(t, spec, keys)
 	gotOut, gotErr := cidrOurQuery(t, spec, keys)
 	if gotOut != wantOut {
-		t.Errorf("%s: lookups differ\n%s", spec, cidrDiff(wantOut, gotOut))
+		t.Errorf("%s: lookups differ\n%s", spec, oracle.Diff(wantOut, gotOut))
 	}
 	if gotErr != wantErr {
 		t.Errorf("%s: warnings differ\npostmap:\n%spostkit:\n%s", spec, wantErr, gotErr)
 	}
 	return wantOut
-}
-
-// cidrDiff shows the first lines where want and got differ.
-func cidrDiff(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	var b strings.Builder
-	n := 0
-	for i := 0; i < max(len(w), len(g)) && n < 10; i++ {
-		var wl, gl string
-		if i < len(w) {
-			wl = w[i]
-		}
-		if i < len(g) {
-			gl = g[i]
-		}
-		if wl != gl {
-			fmt.Fprintf(&b, "line %d: postmap %q, postkit %q\n", i+1, wl, gl)
-			n++
-		}
-	}
-	return b.String()
 }
 
 // TestCIDROracleInline checks Postfix 3.7's inline form against postmap.

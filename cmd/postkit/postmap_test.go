@@ -7,12 +7,10 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -148,20 +146,8 @@ func pmCompareMany(t *testing.T, stdin []byte, cmd string, argss [][]string) {
 // pmOracle is oracle.Run for use off the test's goroutine: it reports a
 // command that cannot start with Errorf, not Fatalf.
 func pmOracle(t *testing.T, stdin []byte, name string, args ...string) oracle.Result {
-	path := oracle.Require(t, name)
-	cmd := exec.Command(path, args...)
-	cmd.Env = append(os.Environ(), "LANG=C", "LC_ALL=C")
-	cmd.Stdin = bytes.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	res := oracle.Result{Stdout: out.Bytes(), Stderr: errb.Bytes()}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		res.Code = ee.ExitCode()
-	default:
+	res, err := oracle.Exec(oracle.Require(t, name), stdin, args...)
+	if err != nil {
 		t.Errorf("oracle: run %s %v: %v", name, args, err)
 	}
 	return res

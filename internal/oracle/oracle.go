@@ -10,9 +10,11 @@ package oracle
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -85,7 +87,18 @@ type Result struct {
 // started fails the test.
 func Run(t testing.TB, stdin []byte, name string, args ...string) Result {
 	t.Helper()
-	path := Require(t, name)
+	res, err := Exec(Require(t, name), stdin, args...)
+	if err != nil {
+		t.Fatalf("oracle: run %s %v: %v", name, args, err)
+	}
+	return res
+}
+
+// Exec runs the command at path (from Require) with args, feeding stdin,
+// in the C locale. The error is only for a command that could not be run;
+// a non-zero exit status is in Result.Code. It does not touch a testing.T,
+// so it may be called from any goroutine.
+func Exec(path string, stdin []byte, args ...string) (Result, error) {
 	cmd := exec.Command(path, args...)
 	cmd.Env = append(os.Environ(), "LANG=C", "LC_ALL=C")
 	if stdin != nil {
@@ -101,7 +114,28 @@ func Run(t testing.TB, stdin []byte, name string, args ...string) Result {
 	case errors.As(err, &ee):
 		res.Code = ee.ExitCode()
 	default:
-		t.Fatalf("oracle: run %s %v: %v", name, args, err)
+		return res, err
 	}
-	return res
+	return res, nil
+}
+
+// Diff describes the first ten lines where got (postkit's output) differs
+// from want (Postfix's), or returns "" when they are the same.
+func Diff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	var b strings.Builder
+	for i, n := 0, 0; i < max(len(w), len(g)) && n < 10; i++ {
+		var wl, gl string
+		if i < len(w) {
+			wl = w[i]
+		}
+		if i < len(g) {
+			gl = g[i]
+		}
+		if wl != gl {
+			fmt.Fprintf(&b, "line %d: postmap %q, postkit %q\n", i+1, wl, gl)
+			n++
+		}
+	}
+	return b.String()
 }
