@@ -276,14 +276,9 @@ func (x *expansion) reference(ref string) {
 	nonEmpty := defined && value != ""
 	switch op {
 	case '?':
-		var branch, rest string
-		if t := strings.TrimLeft(cp, expWhitespace); strings.HasPrefix(t, "{") {
-			var ok bool
-			if branch, rest, ok = x.curly(t); !ok {
-				return
-			}
-		} else {
-			branch = cp
+		branch, rest, ok := x.branch(cp)
+		if !ok {
+			return
 		}
 		if nonEmpty || x.scan {
 			x.parse(branch)
@@ -301,14 +296,9 @@ func (x *expansion) reference(ref string) {
 		cp = rest[1:]
 		fallthrough
 	case ':':
-		var branch, rest string
-		if t := strings.TrimLeft(cp, expWhitespace); strings.HasPrefix(t, "{") {
-			var ok bool
-			if branch, rest, ok = x.curly(t); !ok {
-				return
-			}
-		} else {
-			branch = cp
+		branch, rest, ok := x.branch(cp)
+		if !ok {
+			return
 		}
 		if !nonEmpty || x.scan {
 			x.parse(branch)
@@ -329,6 +319,15 @@ func (x *expansion) reference(ref string) {
 			x.out.WriteString(value)
 		}
 	}
+}
+
+// branch reads the value of a "?" or ":" operator: "{value} rest" when it
+// starts with a brace (after white space), otherwise all of s.
+func (x *expansion) branch(s string) (branch, rest string, ok bool) {
+	if t := strings.TrimLeft(s, expWhitespace); strings.HasPrefix(t, "{") {
+		return x.curly(t)
+	}
+	return s, "", true
 }
 
 // The comparison operators of ${{a} OP {b} ...}.

@@ -473,8 +473,10 @@ func TestCIDRRules(t *testing.T) {
 	}
 }
 
-// TestCIDRReload checks that a replaced file is picked up.
-func TestCIDRReload(t *testing.T) {
+// cidrOpenReplaced opens a table answering "old" for 10.0.0.0/8, then
+// replaces its file, as postmap-style tools do, with one answering "new".
+func cidrOpenReplaced(t *testing.T) Map {
+	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "t")
 	if err := os.WriteFile(path, []byte("10.0.0.0/8 old\n"), 0o644); err != nil {
@@ -491,6 +493,12 @@ func TestCIDRReload(t *testing.T) {
 	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
 	}
+	return m
+}
+
+// TestCIDRReload checks that a replaced file is picked up.
+func TestCIDRReload(t *testing.T) {
+	m := cidrOpenReplaced(t)
 	cm := m.(*cidrMap)
 	if v, _, _ := m.Lookup(context.Background(), "10.1.1.1"); v != "old" {
 		t.Fatalf("before the check interval: got %q, want old", v)
@@ -597,22 +605,7 @@ func BenchmarkCIDRLoad10k(b *testing.B) {
 // replaced file is picked up once the coarse clock has moved on (the
 // first check is due one to two intervals after opening).
 func TestCIDRReloadByClock(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "t")
-	if err := os.WriteFile(path, []byte("10.0.0.0/8 old\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	m, err := NewRegistry().Open(context.Background(), "cidr:"+path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmp := filepath.Join(dir, "t.new")
-	if err := os.WriteFile(tmp, []byte("10.0.0.0/8 new\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
+	m := cidrOpenReplaced(t)
 	deadline := time.Now().Add(3*watchInterval + time.Second)
 	for {
 		v, _, _ := m.Lookup(context.Background(), "10.1.1.1")
