@@ -140,8 +140,8 @@ func DefaultConfig() Config {
 // releases the tables and policy connections it opened.
 type Checker struct {
 	cfg    Config
-	lists  [numLists]list
-	class  map[string]list // lower-cased names
+	lists  [numLists]rlist
+	class  map[string]rlist // lower-cased names
 	funcs  map[string]Func
 	tables map[string]maps.Map // every table spec used, opened once
 	opened []maps.Map          // tables this Checker opened and must close
@@ -200,7 +200,7 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 func New(ctx context.Context, cfg Config) (*Checker, error) {
 	c := &Checker{
 		cfg:    cfg,
-		class:  map[string]list{},
+		class:  map[string]rlist{},
 		funcs:  map[string]Func{},
 		tables: map[string]maps.Map{},
 		log:    cfg.Logger,
@@ -295,7 +295,7 @@ var relayRequired = []string{"reject_unauth_destination", "defer_unauth_destinat
 
 // hasRequired is Postfix's has_required: a list counts when one of
 // relayRequired appears before any "permit", directly or in a class.
-func (c *Checker) hasRequired(l list, depth int) bool {
+func (c *Checker) hasRequired(l rlist, depth int) bool {
 	if depth > maxRecursion {
 		return false
 	}

@@ -138,7 +138,7 @@ func (e *eval) resetStage() {
 }
 
 // run evaluates one top-level list and turns an abort into its status.
-func (e *eval) run(ctx context.Context, l list, replyName, replyClass, defACL string) status {
+func (e *eval) run(ctx context.Context, l rlist, replyName, replyClass, defACL string) status {
 	if len(l) == 0 {
 		return statusDunno
 	}
@@ -269,7 +269,7 @@ func (e *eval) catch(st status, err error) status {
 
 // generic is generic_checks: evaluate a list in order until an element
 // permits or rejects.
-func (e *eval) generic(ctx context.Context, l list, replyName, replyClass, defACL string) (status, error) {
+func (e *eval) generic(ctx context.Context, l rlist, replyName, replyClass, defACL string) (status, error) {
 	savedRecursion := e.recursion
 	e.recursion++
 	savedName, savedClass, savedACL := e.replyName, e.replyClass, e.defACL
@@ -318,7 +318,7 @@ func (e *eval) generic(ctx context.Context, l list, replyName, replyClass, defAC
 
 // element runs one element of a list; rest is what follows it (for the
 // "ignored after" warnings).
-func (e *eval) element(ctx context.Context, el *elem, rest list) (status, error) {
+func (e *eval) element(ctx context.Context, el *elem, rest rlist) (status, error) {
 	if el.name == "" {
 		// A bare type:table: check_<stage>_access of the list's stage.
 		if e.defACL == "" {
@@ -371,6 +371,12 @@ func (e *eval) element(ctx context.Context, el *elem, rest list) (status, error)
 		return e.tableResult(ctx, "go:"+el.raw, action, e.replyName, e.replyName, e.replyClass, e.defACL)
 	}
 	if cl, ok := e.c.class[el.name]; ok {
+		// A class that names itself would recurse forever (Postfix's smtpd
+		// runs out of stack); stop where access-table recursion stops.
+		if e.recursion > maxRecursion {
+			e.warnf("restriction class %s causes unreasonable recursion", el.raw)
+			return e.serverError()
+		}
 		return e.generic(ctx, cl, e.replyName, e.replyClass, e.defACL)
 	}
 	e.warnf("unknown smtpd restriction: \"%s\"", el.raw)

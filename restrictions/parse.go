@@ -48,7 +48,7 @@ type elem struct {
 	impl  *builtin // nil: a class, a Func, or an unknown name
 }
 
-type list []elem
+type rlist []elem
 
 // splitList splits a restriction list at commas and whitespace, keeping
 // "{...}" groups (inline tables, policy service settings) whole, like
@@ -93,15 +93,15 @@ func splitList(s string) []string {
 // names. Nothing here fails: like Postfix, an unknown name or a missing
 // argument is found when the list is evaluated, and answers 451 4.3.5
 // then.
-func (c *Checker) parseList(ctx context.Context, text string) list {
+func (c *Checker) parseList(ctx context.Context, text string) rlist {
 	return c.parse(ctx, text, false)
 }
 
 // parse does parseList's work; at run time (lists from table values) it
 // never opens a table, as those lists cannot name any.
-func (c *Checker) parse(ctx context.Context, text string, runtime bool) list {
+func (c *Checker) parse(ctx context.Context, text string, runtime bool) rlist {
 	toks := splitList(text)
-	var l list
+	var l rlist
 	for i := 0; i < len(toks); i++ {
 		tok := toks[i]
 		el := elem{raw: tok, name: strings.ToLower(tok)}
@@ -134,9 +134,9 @@ func (c *Checker) parse(ctx context.Context, text string, runtime bool) list {
 
 // parseRuntime parses a restriction list found in an access table value
 // or a policy reply. Such lists may not name tables (the caller checked).
-func (c *Checker) parseRuntime(text string) list {
+func (c *Checker) parseRuntime(text string) rlist {
 	if v, ok := c.runtimeLists.Load(text); ok {
-		return v.(list)
+		return v.(rlist)
 	}
 	l := c.parse(context.Background(), text, true)
 	c.runtimeLists.Store(text, l)
