@@ -44,6 +44,7 @@ type Config struct {
 	HeloRequired            bool // smtpd_helo_required
 	SoftBounce              bool // soft_bounce
 	SASLEnabled             bool // smtpd_sasl_auth_enable
+	StrictRFC821Envelopes   bool // strict_rfc821_envelopes (ParseEnvelope)
 
 	// Reply codes.
 	AccessMapRejectCode            int // access_map_reject_code (554)

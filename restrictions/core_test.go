@@ -400,3 +400,39 @@ func TestSelfReferencingClass(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 }
+
+func TestParseEnvelope(t *testing.T) {
+	lax := coreChecker(t, func(cfg *Config) {})
+	strict := coreChecker(t, func(cfg *Config) { cfg.StrictRFC821Envelopes = true })
+	cases := []struct {
+		stage      Stage
+		arg        string
+		laxWant    string // address, or "!" + reply
+		strictWant string
+	}{
+		{StageSender, "<a@example.com>", "a@example.com", "a@example.com"},
+		{StageSender, "<>", "", ""},
+		{StageRecipient, "<>", "!501 5.1.3 Bad recipient address syntax", "!501 5.1.3 Bad recipient address syntax"},
+		{StageSender, "a@example.com", "a@example.com", "!501 5.1.7 Bad sender address syntax"},
+		{StageSender, "<a@example.com> (comment)", "a@example.com", "!501 5.1.7 Bad sender address syntax"},
+		{StageRecipient, "<@relay.example:b@example.com>", "b@example.com", "b@example.com"},
+		{StageRecipient, "<a@example.com>, <b@example.com>", "!501 5.1.3 Bad recipient address syntax", "!501 5.1.3 Bad recipient address syntax"},
+		{StageRecipient, `<"john doe"@example.com>`, "john doe@example.com", "john doe@example.com"},
+	}
+	for _, tc := range cases {
+		for i, c := range []*Checker{lax, strict} {
+			want := tc.laxWant
+			if i == 1 {
+				want = tc.strictWant
+			}
+			addr, reply, ok := c.ParseEnvelope(tc.stage, tc.arg)
+			got := addr
+			if !ok {
+				got = "!" + reply.String()
+			}
+			if got != want {
+				t.Errorf("%v %q strict=%v: got %q, want %q", tc.stage, tc.arg, i == 1, got, want)
+			}
+		}
+	}
+}

@@ -64,6 +64,7 @@ func ConfigFrom(c *config.Config) (Config, error) {
 		HeloRequired:                   p.bool("smtpd_helo_required"),
 		SoftBounce:                     p.bool("soft_bounce"),
 		SASLEnabled:                    p.bool("smtpd_sasl_auth_enable"),
+		StrictRFC821Envelopes:          p.bool("strict_rfc821_envelopes"),
 		AccessMapRejectCode:            p.int("access_map_reject_code"),
 		AccessMapDeferCode:             p.int("access_map_defer_code"),
 		RejectCode:                     p.int("reject_code"),
