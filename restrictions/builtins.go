@@ -124,8 +124,8 @@ var coreBuiltins = map[string]*builtin{
 		}
 		return statusDunno, nil
 	}},
-	"reject_invalid_helo_hostname": {run: rejectInvalidHelo},
-	"reject_invalid_hostname":      {run: rejectInvalidHelo},
+	"reject_invalid_helo_hostname":  {run: rejectInvalidHelo},
+	"reject_invalid_hostname":       {run: rejectInvalidHelo},
 	"reject_non_fqdn_helo_hostname": {run: rejectNonFQDNHelo},
 	"reject_non_fqdn_hostname":      {run: rejectNonFQDNHelo},
 	"reject_non_fqdn_sender": {run: func(ctx context.Context, e *eval, el *elem) (status, error) {

@@ -149,7 +149,7 @@ type Checker struct {
 	log    *slog.Logger
 
 	builtins     map[string]*builtin // built once in New, read-only after
-	runtimeLists sync.Map // access-table values parsed as restriction lists
+	runtimeLists sync.Map            // access-table values parsed as restriction lists
 
 	mynetworks *maps.MatchList
 	ccerts     maps.List

@@ -4,8 +4,8 @@ import (
 	"context"
 	"net/netip"
 	"strings"
-	"time"
 	"testing"
+	"time"
 )
 
 // checkReply asserts what every decision must look like: no reply, or a

@@ -92,7 +92,7 @@ type Snapshot struct {
 	// IllegalPipelining: the client sent commands ahead of time without
 	// having negotiated PIPELINING (for reject_unauth_pipelining).
 	IllegalPipelining bool
-	Stress            bool // the server is under stress (policy attribute stress=yes)
+	Stress            bool   // the server is under stress (policy attribute stress=yes)
 	Verb              string // the command for logs and policy: "VRFY" for VRFY; default from the stage
 
 	// Txn carries state from one stage of a session to the next
