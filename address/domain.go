@@ -18,9 +18,10 @@ const (
 // ValidHostname checks a domain name in ASCII (A-label) form the way
 // Postfix's valid_hostname does: labels of letters, digits, '-' and '_',
 // separated by single dots; no label longer than 63 bytes, no '-' at either
-// end of a label, at most 255 bytes, and not all-numeric in its last label
-// (that would be an IP address, see ParseLiteral). A single trailing dot is
-// not accepted here; trivial-rewrite removes it first (§6.1 of the spec).
+// end of a label, at most 255 bytes, and not made of digits and dots only
+// (that would be an IP address, see ParseLiteral; "host.123" is valid, as
+// Postfix 3.7's smtpd shows). A single trailing dot is not accepted here;
+// trivial-rewrite removes it first (§6.1 of the spec).
 func ValidHostname(name string) error {
 	if name == "" {
 		return errors.New("empty hostname")
@@ -52,13 +53,12 @@ func ValidHostname(name string) error {
 				return fmt.Errorf("hostname %q: misplaced dot", name)
 			}
 			labelLen = 0
-			nonNumeric = false
 		default:
 			return fmt.Errorf("hostname %q: invalid character %q", name, rune(c))
 		}
 	}
 	if !nonNumeric {
-		return fmt.Errorf("hostname %q: numeric last label (an IP address must be written as [address])", name)
+		return fmt.Errorf("hostname %q: numeric hostname (an IP address must be written as [address])", name)
 	}
 	return nil
 }

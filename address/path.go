@@ -28,6 +28,10 @@ type PathOptions struct {
 	Strict bool
 	// AllowNull accepts the null path "<>" (MAIL FROM; not RCPT TO).
 	AllowNull bool
+	// NoDomainCheck leaves the domain unchecked, for callers that check it
+	// after canonicalization as Postfix does (smtpd accepts
+	// "user@example.com." and lets trivial-rewrite judge the domain).
+	NoDomainCheck bool
 }
 
 // ParsePath parses the address argument of MAIL FROM or RCPT TO, the text
@@ -85,7 +89,7 @@ func parsePath(s string, opts PathOptions) (Path, error) {
 		if mb.Address.Local == "" && mb.Address.Domain != "" {
 			return Path{}, errors.New("empty local part")
 		}
-		return checkPath(Path{Address: mb.Address, Route: mb.Route})
+		return checkPath(Path{Address: mb.Address, Route: mb.Route}, opts)
 	}
 	t := strings.TrimSpace(s)
 	if t == "<>" {
@@ -105,15 +109,15 @@ func parsePath(s string, opts PathOptions) (Path, error) {
 	if list[0].Group != "" {
 		return Path{}, errors.New("group syntax not allowed")
 	}
-	return checkPath(Path{Address: list[0].Address, Route: list[0].Route})
+	return checkPath(Path{Address: list[0].Address, Route: list[0].Route}, opts)
 }
 
-func checkPath(p Path) (Path, error) {
+func checkPath(p Path, opts PathOptions) (Path, error) {
 	a := p.Address
 	if a.IsNull() {
 		return p, nil
 	}
-	if a.Domain != "" {
+	if a.Domain != "" && !opts.NoDomainCheck {
 		if err := ValidDomain(a.Domain); err != nil {
 			return Path{}, err
 		}

@@ -209,6 +209,10 @@ func New(ctx context.Context, cfg Config) (*Checker, error) {
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
+	if c.cfg.MapOptions.Logger == nil && c.cfg.MapOptions.Warn == nil {
+		// Table warnings go where the Checker's warnings go.
+		c.cfg.MapOptions.Logger = c.log
+	}
 	c.fillDefaults()
 	c.builtins = allBuiltins()
 	for name, f := range cfg.Funcs {
@@ -256,13 +260,13 @@ func New(ctx context.Context, cfg Config) (*Checker, error) {
 		return nil, &ConfigError{Param: "smtpd_relay_restrictions or smtpd_recipient_restrictions",
 			Err: fmt.Errorf("specify at least one working instance of: %s", strings.Join(relayRequired, ", "))}
 	}
-	if c.dns, err = newDNSState(ctx, c); err != nil {
-		return nil, err
+	if c.dns, err = newDNSState(ctx, c); err == nil {
+		if c.dest, err = newDestState(ctx, c); err == nil {
+			c.policy, err = newPolicyState(ctx, c)
+		}
 	}
-	if c.dest, err = newDestState(ctx, c); err != nil {
-		return nil, err
-	}
-	if c.policy, err = newPolicyState(ctx, c); err != nil {
+	if err != nil {
+		c.Close()
 		return nil, err
 	}
 	return c, nil
@@ -341,7 +345,9 @@ func (c *Checker) table(ctx context.Context, spec string) maps.Map {
 		c.log.Warn("cannot open table", "table", spec, "error", err)
 		openErr := err
 		m = maps.FuncMap(func(context.Context, string) (string, bool, error) {
-			return "", false, &maps.Error{Map: spec, Err: openErr}
+			// Like Postfix's dict_surrogate: every lookup is a
+			// temporary failure, logged, until the table is fixed.
+			return "", false, &maps.Error{Map: spec, Err: openErr, Temporary: true}
 		})
 	} else {
 		c.opened = append(c.opened, m)

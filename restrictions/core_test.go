@@ -425,7 +425,7 @@ func TestParseEnvelope(t *testing.T) {
 			if i == 1 {
 				want = tc.strictWant
 			}
-			addr, reply, ok := c.ParseEnvelope(tc.stage, tc.arg)
+			addr, reply, ok := c.ParseEnvelope(context.Background(), tc.stage, tc.arg, false)
 			got := addr
 			if !ok {
 				got = "!" + reply.String()

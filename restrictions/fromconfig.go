@@ -93,6 +93,9 @@ func ConfigFrom(c *config.Config) (Config, error) {
 		}
 	}
 	cfg.Addresses = addressConfigFrom(p)
+	// permit_inet_interfaces compares the client with the addresses the
+	// server listens on (own_inet_addr: $inet_interfaces).
+	cfg.OwnAddrs = cfg.Addresses.InetInterfaces
 	cfg.DNS = dnsConfigFrom(p)
 	cfg.Policy = policyConfigFrom(p)
 	if p.err != nil {
