@@ -201,13 +201,23 @@ func (s AddressStrategy) Keys(ctx context.Context, addr string, yield func(Key) 
 	if s.Delimiters != "" && s.Steps&StepNoExt != 0 {
 		bare, ext, hasExt = address.StripExtension(addr, s.Delimiters, s.Split)
 	}
+	// When no local part this search derives can need quoting, the
+	// quoted and internal forms are the same and quoting is skipped (the
+	// common case, and the hot path of every access-table check).
+	plain := false
+	if at := strings.LastIndexByte(addr, '@'); at > 0 && addr[0] != '@' {
+		plain = plainLocal(addr[:at], s.Delimiters)
+	}
 	// forms yields key in the query form(s); bareLocal means key is a
 	// local part without '@'.
 	forms := func(key string, bareLocal, part bool, step Step, e string) bool {
 		var q string
-		if bareLocal {
+		switch {
+		case plain:
+			q = key
+		case bareLocal:
 			q = address.QuoteLocal(key)
-		} else {
+		default:
 			q = address.Quote(key)
 		}
 		first, second := q, key
@@ -287,6 +297,30 @@ func (s AddressStrategy) Keys(ctx context.Context, addr string, yield func(Key) 
 		yield(Key{Text: "*", Partial: partial, Step: StepWildcard})
 	}
 	return nil
+}
+
+// plainLocal reports whether local, and every prefix of it that ends
+// before a delimiter character, is a dot-atom that needs no quoting: ASCII
+// letters, digits and the other atext characters, with single dots that
+// neither start nor end it nor stand before a delimiter.
+func plainLocal(local, delims string) bool {
+	if local == "" || local[0] == '.' || local[len(local)-1] == '.' {
+		return false
+	}
+	for i := 0; i < len(local); i++ {
+		c := local[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '.':
+			if n := local[i+1]; n == '.' || strings.IndexByte(delims, n) >= 0 {
+				return false
+			}
+		case strings.IndexByte("!#$%&'*+/=?^_`{|}~-", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // keyParents yields name, then (per style) its parent domains, the way

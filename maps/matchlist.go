@@ -228,6 +228,21 @@ func (l *MatchList) MatchHost(ctx context.Context, name, addr string) (bool, err
 			ip, ipOK = a.Unmap().WithZone(""), true
 		}
 	}
+	return l.matchHost(ctx, name, addr, ip, ipOK)
+}
+
+// MatchHostAddr is MatchHost for a client whose address is already parsed;
+// the text form (IPv4-mapped addresses unmapped, as smtpd shows clients) is
+// made only if a table or pattern needs it.
+func (l *MatchList) MatchHostAddr(ctx context.Context, name string, ip netip.Addr) (bool, error) {
+	if !ip.IsValid() {
+		return l.MatchHost(ctx, name, "")
+	}
+	ip = ip.Unmap().WithZone("")
+	return l.matchHost(ctx, name, "", ip, true)
+}
+
+func (l *MatchList) matchHost(ctx context.Context, name, addr string, ip netip.Addr, ipOK bool) (bool, error) {
 	for i := range l.items {
 		it := &l.items[i]
 		var (
@@ -239,12 +254,20 @@ func (l *MatchList) MatchHost(ctx context.Context, name, addr string) (bool, err
 			hit, err = l.matchHostname(ctx, it, name)
 		case StringMatch:
 			hit, err = l.matchString(ctx, it, name)
-		case AddrMatch:
-			hit, err = l.matchAddr(ctx, it, addr, ip, ipOK)
-		case HostMatch:
-			hit, err = l.matchHostname(ctx, it, name)
+		case AddrMatch, HostMatch:
+			if l.cfg.Kind == HostMatch {
+				hit, err = l.matchHostname(ctx, it, name)
+			}
 			if err == nil && !hit {
-				hit, err = l.matchAddr(ctx, it, addr, ip, ipOK)
+				if ipOK && it.table == nil && (it.isNet || it.isAddr) {
+					// Compared as parsed addresses, as matchAddr would.
+					hit = it.isNet && it.prefix.Contains(ip) || it.isAddr && it.address == ip
+				} else {
+					if addr == "" && ipOK {
+						addr = ip.String()
+					}
+					hit, err = l.matchAddr(ctx, it, addr, ip, ipOK)
+				}
 			}
 		}
 		if err != nil {

@@ -55,30 +55,30 @@ var coreBuiltins = map[string]*builtin{
 		return statusDunno, nil
 	}},
 	"permit_mynetworks": {run: func(ctx context.Context, e *eval, el *elem) (status, error) {
-		ok, err := e.c.mynetworks.MatchHost(ctx, e.s.clientName(), e.s.clientAddr())
+		ok, err := e.c.mynetworks.MatchHostAddr(ctx, e.s.clientName(), e.s.ClientAddr)
 		if err != nil {
 			return statusDunno, err
 		}
 		if ok {
-			return e.permit(ctx, el.name, nameClient, e.s.namaddr(), ""), nil
+			return e.permit(ctx, el.name, nameClient, e.namaddr(), ""), nil
 		}
 		return statusDunno, nil
 	}},
 	"permit_inet_interfaces": {run: func(ctx context.Context, e *eval, el *elem) (status, error) {
 		if e.s.ClientAddr.IsValid() && containsAddr(e.c.cfg.OwnAddrs, e.s.ClientAddr) {
-			return e.permit(ctx, el.name, nameClient, e.s.namaddr(), ""), nil
+			return e.permit(ctx, el.name, nameClient, e.namaddr(), ""), nil
 		}
 		return statusDunno, nil
 	}},
 	"permit_sasl_authenticated": {run: func(ctx context.Context, e *eval, el *elem) (status, error) {
 		if e.c.cfg.SASLEnabled && e.s.SASLUsername != "" {
-			return e.permit(ctx, el.name, nameClient, e.s.namaddr(), ""), nil
+			return e.permit(ctx, el.name, nameClient, e.namaddr(), ""), nil
 		}
 		return statusDunno, nil
 	}},
 	"permit_tls_all_clientcerts": {run: func(ctx context.Context, e *eval, el *elem) (status, error) {
 		if t := e.s.TLS; t != nil && t.PeerCertVerified {
-			return e.permit(ctx, el.name, nameClient, e.s.namaddr(), ""), nil
+			return e.permit(ctx, el.name, nameClient, e.namaddr(), ""), nil
 		}
 		return statusDunno, nil
 	}},
@@ -96,7 +96,7 @@ var coreBuiltins = map[string]*builtin{
 				return statusDunno, err
 			}
 			if ok {
-				return e.permit(ctx, el.name, nameClient, e.s.namaddr(), ""), nil
+				return e.permit(ctx, el.name, nameClient, e.namaddr(), ""), nil
 			}
 		}
 		return statusDunno, nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/postkit-mail/postkit/maps"
 )
@@ -75,7 +76,10 @@ type eval struct {
 	replyClass string
 	defACL     string
 
-	d *Decision
+	d   *Decision
+	dec Decision // what d points to
+
+	namaddrCache string
 }
 
 // Check evaluates the restrictions of stage for the session state in s and
@@ -89,10 +93,10 @@ func (c *Checker) Check(ctx context.Context, stage Stage, s *Snapshot) Decision 
 	if s == nil {
 		s = &Snapshot{}
 	}
-	var d Decision
-	e := &eval{c: c, s: s, stage: stage, where: s.command(stage), d: &d,
+	e := evalPool.Get().(*eval)
+	*e = eval{c: c, s: s, stage: stage, where: s.command(stage), d: &e.dec,
 		discard: s.Txn.Discard, hold: s.Txn.Hold}
-	d.Txn = s.Txn
+	e.dec.Txn = s.Txn
 	var rejected bool
 	switch stage {
 	case StageClient:
@@ -111,6 +115,7 @@ func (c *Checker) Check(ctx context.Context, stage Stage, s *Snapshot) Decision 
 	case StageETRN:
 		rejected = e.checkETRN(ctx)
 	}
+	d := e.dec
 	if rejected {
 		d.Reply = parseReply(e.reply)
 		d.Disconnect = d.Reply.Code == 421 || d.Reply.Code == 521
@@ -118,7 +123,22 @@ func (c *Checker) Check(ctx context.Context, stage Stage, s *Snapshot) Decision 
 	d.Hangup = e.hangup
 	d.Txn.Discard = e.discard
 	d.Txn.Hold = e.hold
+	// The evaluation state is recycled: a Check allocates little more
+	// than the strings of its reply. Clear the references first.
+	*e = eval{}
+	evalPool.Put(e)
 	return d
+}
+
+// evalPool recycles evaluation states between checks.
+var evalPool = sync.Pool{New: func() any { return new(eval) }}
+
+// namaddr is the client's "name[addr]", built once per check.
+func (e *eval) namaddr() string {
+	if e.namaddrCache == "" {
+		e.namaddrCache = e.s.namaddr()
+	}
+	return e.namaddrCache
 }
 
 // heloRequired answers MAIL without HELO/EHLO when smtpd_helo_required.
@@ -153,7 +173,12 @@ func (e *eval) run(ctx context.Context, l rlist, replyName, replyClass, defACL s
 func (e *eval) checkClient(ctx context.Context) bool {
 	e.deferIfPermit = nil
 	e.resetStage()
-	st := e.run(ctx, e.c.lists[listClient], e.s.namaddr(), nameClient, aclClient)
+	l := e.c.lists[listClient]
+	if len(l) == 0 {
+		e.d.Txn.ClientDefer = e.deferIfPermit
+		return false
+	}
+	st := e.run(ctx, l, e.namaddr(), nameClient, aclClient)
 	e.d.Txn.ClientDefer = e.deferIfPermit
 	return st == statusReject
 }
@@ -197,6 +222,14 @@ func (e *eval) checkRecipient(ctx context.Context) bool {
 	rcpt := e.s.Recipient
 	// RFC 5321 4.5.1: "postmaster" without a domain is always accepted.
 	if strings.EqualFold(rcpt, "postmaster") {
+		return false
+	}
+	// Postfix's smtpd also lets double-bounce@$myorigin through before any
+	// restriction runs, so that bounces of bounces are never refused
+	// (observed with Postfix 3.7; testdata/oracle/double-bounce.txt).
+	if a := e.c.cfg.Addresses; a.DoubleBounceSender != "" && a.Myorigin != "" &&
+		len(rcpt) == len(a.DoubleBounceSender)+1+len(a.Myorigin) &&
+		strings.EqualFold(rcpt, a.DoubleBounceSender+"@"+a.Myorigin) {
 		return false
 	}
 	e.recipientChecked = false
