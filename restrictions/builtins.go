@@ -124,6 +124,19 @@ var coreBuiltins = map[string]*builtin{
 		}
 		return statusDunno, nil
 	}},
+	// permit_naked_ip_address is deprecated since Postfix 2.0; 3.7 still
+	// permits a HELO that is a bare IP address, with a warning.
+	"permit_naked_ip_address": {run: func(ctx context.Context, e *eval, el *elem) (status, error) {
+		e.warnf("restriction %s is deprecated. Use permit_mynetworks or permit_sasl_authenticated instead", el.name)
+		helo := e.s.Helo
+		if helo == "" || strings.Trim(helo, "0123456789.:") != "" {
+			return statusDunno, nil
+		}
+		if st := e.rejectInvalidHostaddr(helo); st != statusDunno {
+			return st, nil
+		}
+		return e.permit(ctx, el.name, nameHelo, helo, ""), nil
+	}},
 	"reject_invalid_helo_hostname":  {run: rejectInvalidHelo},
 	"reject_invalid_hostname":       {run: rejectInvalidHelo},
 	"reject_non_fqdn_helo_hostname": {run: rejectNonFQDNHelo},

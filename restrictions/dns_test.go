@@ -431,10 +431,10 @@ func TestCheckServerAccessVariants(t *testing.T) {
 		// A name without NS records has those of its parent.
 		{"check_client_ns_access test:access", StageClient, func(s *Snapshot) { s.ClientName = "sub.nsparent.example" },
 			"554 5.7.1 <sub.nsparent.example[192.0.2.7]>: Client host rejected: ns1"},
-		{"check_reverse_client_mx_access test:access", StageClient, func(s *Snapshot) { s.ReverseName = "twomx.example" },
+		{"check_reverse_client_hostname_mx_access test:access", StageClient, func(s *Snapshot) { s.ReverseName = "twomx.example" },
 			"554 5.7.1 <twomx.example>: Unverified Client host rejected: mx1"},
-		{"check_reverse_client_a_access test:access", StageClient, func(s *Snapshot) { s.ReverseName = "unknown" }, ""},
-		{"check_reverse_client_ns_access test:access", StageClient, func(s *Snapshot) { s.ReverseName = "nsparent.example" },
+		{"check_reverse_client_hostname_a_access test:access", StageClient, func(s *Snapshot) { s.ReverseName = "unknown" }, ""},
+		{"check_reverse_client_hostname_ns_access test:access", StageClient, func(s *Snapshot) { s.ReverseName = "nsparent.example" },
 			"554 5.7.1 <nsparent.example>: Unverified Client host rejected: ns1"},
 		{"check_helo_mx_access test:access", StageHelo, func(s *Snapshot) { s.Helo = "mx-only.example" },
 			"554 5.7.1 <mx-only.example>: Helo command rejected: mx1"},
