@@ -30,10 +30,18 @@
 //     static, unionmap, pipemap, fail, regexp, pcre, cidr, pgsql, mysql,
 //     sqlite), the lookup-key order Postfix uses for addresses and clients,
 //     and match lists (mydestination, mynetworks, ...).
+//   - [github.com/postkit-mail/postkit/resolver]: DNS (MX, A/AAAA, PTR, TXT,
+//     NS) with caching, retries and TCP fallback; resolver/dnstest is an
+//     in-process DNS server for tests.
+//
+// The SMTP server asks [github.com/postkit-mail/postkit/restrictions] at
+// every stage: the smtpd_*_restrictions evaluator, a pure function of a
+// session snapshot to Postfix's reply, usable on its own to unit-test a
+// mail policy.
 //
 // The command line, cmd/postkit, offers postmap, postalias, newaliases and
 // postconf with Postfix's flags, output and exit codes.
 //
-// Parts not yet written (the resolver, restrictions, smtpserver, cleanup,
-// queue, mda, mailbox, IMAP and POP3) are listed here as they land.
+// Parts not yet written (smtpserver, auth, cleanup, queue, mda, mailbox,
+// IMAP and POP3) are listed here as they land.
 package postkit
