@@ -173,15 +173,24 @@ func rejectUnknownClient(ctx context.Context, e *eval, el *elem) (status, error)
 	return statusDunno, nil
 }
 
+// heloName returns the HELO argument to judge as a name; done is set when
+// there is none, or when it is an address literal, which is judged here.
+func (e *eval) heloName() (helo, name string, st status, done bool) {
+	helo = e.s.Helo
+	switch {
+	case helo == "":
+		return "", "", statusDunno, true
+	case helo[0] == '[':
+		return helo, "", e.rejectInvalidHostaddr(helo), true
+	}
+	return helo, trimOneDot(helo), statusDunno, false
+}
+
 func rejectInvalidHelo(ctx context.Context, e *eval, el *elem) (status, error) {
-	helo := e.s.Helo
-	if helo == "" {
-		return statusDunno, nil
+	helo, name, st, done := e.heloName()
+	if done {
+		return st, nil
 	}
-	if helo[0] == '[' {
-		return e.rejectInvalidHostaddr(helo), nil
-	}
-	name := trimOneDot(helo)
 	if address.ValidHostname(name) != nil && !validHostaddr(name) {
 		return e.rejectText(classPolicy, e.c.cfg.InvalidHostnameRejectCode, "5.5.2",
 			"<"+helo+">: "+nameHelo+" rejected: Invalid name"), nil
@@ -190,14 +199,10 @@ func rejectInvalidHelo(ctx context.Context, e *eval, el *elem) (status, error) {
 }
 
 func rejectNonFQDNHelo(ctx context.Context, e *eval, el *elem) (status, error) {
-	helo := e.s.Helo
-	if helo == "" {
-		return statusDunno, nil
+	helo, name, st, done := e.heloName()
+	if done {
+		return st, nil
 	}
-	if helo[0] == '[' {
-		return e.rejectInvalidHostaddr(helo), nil
-	}
-	name := trimOneDot(helo)
 	if !validUTF8Hostname(e.s.SMTPUTF8, name) || !strings.Contains(name, ".") {
 		return e.rejectText(classPolicy, e.c.cfg.NonFQDNRejectCode, "5.5.2",
 			"<"+helo+">: "+nameHelo+" rejected: need fully-qualified hostname"), nil

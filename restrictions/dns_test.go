@@ -460,16 +460,7 @@ func TestCheckServerAccessVariants(t *testing.T) {
 	for _, tc := range cases {
 		env := newDNSEnv(t, dnsZone, func(c *Config) {
 			c.Tables = accessTable(table)
-			switch tc.stage {
-			case StageClient:
-				c.ClientRestrictions = tc.list
-			case StageHelo:
-				c.HeloRestrictions = tc.list
-			case StageSender:
-				c.SenderRestrictions = tc.list
-			case StageRecipient:
-				c.RecipientRestrictions = tc.list + ", permit_mynetworks, reject"
-			}
+			setStageList(c, tc.stage, tc.list)
 		})
 		s := dnsSnap()
 		s.ClientAddr = netip.MustParseAddr("127.0.0.1")
@@ -576,4 +567,20 @@ func TestNoResolver(t *testing.T) {
 		"450 4.7.1 <client.example>: Helo command rejected: Host not found",
 		"1.0.0.127.zen.example: RBL lookup error: no DNS resolver configured",
 		"Unable to look up MX host for a-only.example: Host not found, try again")
+}
+
+// setStageList puts a restriction list under test in the list of its
+// stage; at RCPT it is followed by "permit_mynetworks, reject" so that
+// the Checker can be built.
+func setStageList(c *Config, st Stage, list string) {
+	switch st {
+	case StageClient:
+		c.ClientRestrictions = list
+	case StageHelo:
+		c.HeloRestrictions = list
+	case StageSender:
+		c.SenderRestrictions = list
+	case StageRecipient:
+		c.RecipientRestrictions = list + ", permit_mynetworks, reject"
+	}
 }

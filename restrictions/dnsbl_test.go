@@ -325,16 +325,7 @@ func TestRHSBL(t *testing.T) {
 	}
 	for _, tc := range cases {
 		env := newDNSEnv(t, rblZone, func(c *Config) {
-			switch tc.stage {
-			case StageClient:
-				c.ClientRestrictions = tc.list
-			case StageHelo:
-				c.HeloRestrictions = tc.list
-			case StageSender:
-				c.SenderRestrictions = tc.list
-			case StageRecipient:
-				c.RecipientRestrictions = tc.list + ", permit_mynetworks, reject"
-			}
+			setStageList(c, tc.stage, tc.list)
 		})
 		s := rblSnap("127.0.0.1")
 		tc.edit(s)
