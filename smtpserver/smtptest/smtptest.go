@@ -39,7 +39,7 @@ type Reply struct {
 // String renders the reply as it was sent, lines joined with "\n".
 func (r Reply) String() string {
 	if r.Code == 0 {
-		return "(no reply)"
+		return "(connection closed)"
 	}
 	var b strings.Builder
 	for i, l := range r.Lines {
