@@ -101,6 +101,10 @@ type Config struct {
 	// since most programs never need a host-dependent default.
 	hostSet bool
 
+	// dir is the directory Load read main.cf from: the default of
+	// config_directory, as "postfix -c DIR" makes it.
+	dir string
+
 	mu       sync.Mutex
 	hostOnce sync.Once
 	warnings []Warning
@@ -131,7 +135,15 @@ func Load(dir string) (*Config, error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	defer f.Close()
-	return Parse(name, f)
+	c, err := Parse(name, f)
+	if err != nil {
+		return nil, err
+	}
+	// Like "postfix -c DIR" (and MAIL_CONFIG), the directory becomes
+	// config_directory's default, so "$config_directory/access" names a
+	// file beside this main.cf; a setting in main.cf still wins.
+	c.dir = dir
+	return c, nil
 }
 
 // Parse reads main.cf text from r; filename is used in messages.
@@ -405,6 +417,9 @@ func (c *Config) Raw(name string) (string, bool) {
 // DefaultValue returns the built-in default of name, raw, as `postconf -d`
 // prints it.
 func (c *Config) DefaultValue(name string) (string, bool) {
+	if name == "config_directory" && c.dir != "" {
+		return c.dir, true
+	}
 	if v, ok := builtinDefaults[name]; ok {
 		return v, true
 	}
