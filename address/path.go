@@ -95,6 +95,12 @@ func parsePath(s string, opts PathOptions) (Path, error) {
 	if t == "<>" {
 		return Path{}, nil
 	}
+	// Postfix's lenient parser drops a '>' that closes nothing:
+	// "MAIL FROM:a@example.com>" is accepted as a@example.com (seen with
+	// Postfix 3.7; smtpserver/testdata/oracle/protocol-syntax.txt).
+	if !strings.Contains(t, "<") && strings.HasSuffix(t, ">") {
+		t = strings.TrimRight(t[:len(t)-1], " \t")
+	}
 	list, err := ParseList(t)
 	if err != nil {
 		return Path{}, errors.New(strings.TrimPrefix(err.Error(), "address list: "))

@@ -1,0 +1,150 @@
+package smtpserver
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/postkit-mail/postkit/config"
+	"github.com/postkit-mail/postkit/maps"
+	"github.com/postkit-mail/postkit/restrictions"
+)
+
+// ConfigFrom builds a Config for role from main.cf parameters: the
+// names, banner and limits, the XCLIENT/XFORWARD host lists, the TLS
+// policy words, and a Checker built with restrictions.FromConfig(c, opts).
+// Handoff, Auth, TLS (the certificate) and Logger are left to the caller.
+// The submission roles get Debian master.cf's overrides:
+// smtpd_tls_security_level=encrypt for submission, smtpd_tls_wrappermode
+// for submissions, smtpd_tls_auth_only=yes for submission, and for both
+// smtpd_sasl_auth_enable=yes and
+// smtpd_client_restrictions=permit_sasl_authenticated,reject.
+func ConfigFrom(ctx context.Context, c *config.Config, role Role, opts restrictions.Options) (Config, error) {
+	cfg := Config{Role: role, Logger: opts.Logger}
+	var errs []error
+	b := func(name string) bool {
+		v, err := c.Bool(name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("reading %s: %w", name, err))
+		}
+		return v
+	}
+	n := func(name string) int {
+		v, err := c.Int(name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("reading %s: %w", name, err))
+		}
+		return v
+	}
+	cfg.Hostname = c.Get("myhostname")
+	cfg.MailName = c.Get("mail_name")
+	cfg.Banner = c.Get("smtpd_banner")
+	if sz, err := c.Size("message_size_limit"); err == nil {
+		cfg.MessageSizeLimit = sz
+		if sz == 0 {
+			cfg.MessageSizeLimit = -1
+		}
+	} else {
+		errs = append(errs, fmt.Errorf("reading message_size_limit: %w", err))
+	}
+	cfg.RecipientLimit = n("smtpd_recipient_limit")
+	cfg.HardErrorLimit = n("smtpd_hard_error_limit")
+	cfg.SoftErrorLimit = n("smtpd_soft_error_limit")
+	cfg.LineLengthLimit = n("line_length_limit")
+	cfg.BareNewlineRejectCode = n("smtpd_forbid_bare_newline_reject_code")
+	if d, err := c.Duration("smtpd_timeout"); err == nil {
+		cfg.Timeout = d
+	} else {
+		errs = append(errs, fmt.Errorf("reading smtpd_timeout: %w", err))
+	}
+	if d, err := c.Duration("smtpd_error_sleep_time"); err == nil {
+		cfg.ErrorSleepTime = d
+		if d == 0 {
+			cfg.ErrorSleepTime = -1
+		}
+	} else {
+		errs = append(errs, fmt.Errorf("reading smtpd_error_sleep_time: %w", err))
+	}
+	cfg.DisableVRFY = b("disable_vrfy_command")
+	cfg.SMTPUTF8Enable = b("smtputf8_enable")
+	cfg.HeloRequired = b("smtpd_helo_required")
+	cfg.DelayReject = b("smtpd_delay_reject")
+	cfg.TLSAuthOnly = b("smtpd_tls_auth_only")
+	cfg.TLSReceivedHeader = b("smtpd_tls_received_header")
+	cfg.BrokenSASLAuthClients = b("broken_sasl_auth_clients")
+	cfg.TLSFingerprintDigest = c.Get("smtpd_tls_fingerprint_digest")
+	cfg.InetProtocols = config.SplitList(c.Get("inet_protocols"))
+	cfg.DiscardEHLOKeywords = config.SplitList(c.Get("smtpd_discard_ehlo_keywords"))
+	switch strings.ToLower(c.Get("smtpd_forbid_bare_newline")) {
+	case "reject":
+		cfg.ForbidBareNewline = BareNewlineReject
+	case "yes", "normalize":
+		// Postfix 3.7.11 treats yes as normalize (seen with the live
+		// instance: a bare LF is accepted, never ends DATA).
+		cfg.ForbidBareNewline = BareNewlineNormalize
+	}
+	parentStyle := map[string]bool{}
+	for _, n := range config.SplitList(c.Get("parent_domain_matches_subdomains")) {
+		parentStyle[n] = true
+	}
+	list := func(name string, kind maps.MatchKind) *maps.MatchList {
+		items := config.SplitList(c.Get(name))
+		if len(items) == 0 {
+			return nil
+		}
+		l, err := maps.NewMatchList(ctx, maps.MatchListConfig{Name: name, Kind: kind, Registry: opts.Registry,
+			ParentStyle: parentStyle[name]}, items)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("reading %s: %w", name, err))
+		}
+		return l
+	}
+	cfg.XClientHosts = list("smtpd_authorized_xclient_hosts", maps.HostMatch)
+	cfg.XForwardHosts = list("smtpd_authorized_xforward_hosts", maps.HostMatch)
+	cfg.BareNewlineExclusions = list("smtpd_forbid_bare_newline_exclusions", maps.HostMatch)
+	cfg.FastFlushDomains = list("fast_flush_domains", maps.DomainMatch)
+	if len(errs) > 0 {
+		return cfg, fmt.Errorf("smtpserver: %w", errs[0])
+	}
+	tc, pol, err := TLSConfigFrom(c, role)
+	if err != nil {
+		return cfg, fmt.Errorf("smtpserver: %w", err)
+	}
+	cfg.TLS = tc
+	if tc != nil {
+		cfg.TLSPolicy = &pol
+		cfg.TLSAuthOnly = pol.AuthOnly || role == RoleSubmission
+		cfg.TLSFingerprintDigest = pol.FingerprintDigest
+		switch pol.Level {
+		case "encrypt":
+			cfg.TLSLevel = TLSEncrypt
+		case "may":
+			cfg.TLSLevel = TLSMay
+		default:
+			cfg.TLSLevel = TLSNone
+		}
+	} else {
+		cfg.TLSLevel = TLSNone
+		if pol.Warning != "" && opts.Logger != nil {
+			opts.Logger.Warn(pol.Warning)
+		}
+	}
+	rc, err := restrictions.ConfigFrom(c)
+	if err != nil {
+		return cfg, fmt.Errorf("smtpserver: reading the restrictions: %w", err)
+	}
+	rc.Registry, rc.DNS.Resolver, rc.Logger = opts.Registry, opts.Resolver, opts.Logger
+	rc.Funcs, rc.Tables = opts.Funcs, opts.Tables
+	if role == RoleSubmission || role == RoleSubmissions {
+		// Debian's master.cf submission/submissions entries: SASL on,
+		// and only authenticated clients get past the client stage.
+		rc.SASLEnabled = true
+		rc.ClientRestrictions = "permit_sasl_authenticated, reject"
+	}
+	chk, err := restrictions.New(ctx, rc)
+	if err != nil {
+		return cfg, fmt.Errorf("smtpserver: building the restrictions: %w", err)
+	}
+	cfg.Checker = chk
+	return cfg, nil
+}
