@@ -42,6 +42,12 @@
 // The command line, cmd/postkit, offers postmap, postalias, newaliases and
 // postconf with Postfix's flags, output and exit codes.
 //
-// Parts not yet written (smtpserver, auth, cleanup, queue, mda, mailbox,
-// IMAP and POP3) are listed here as they land.
+// [github.com/postkit-mail/postkit/smtpserver] is the SMTP and LMTP server
+// (Postfix's smtpd and anvil), streaming accepted mail to a hand-off
+// interface; [github.com/postkit-mail/postkit/auth] holds the user
+// databases, password schemes and SASL mechanisms it authenticates with,
+// and speaks Dovecot's auth protocol both ways.
+//
+// Parts not yet written (cleanup, queue, mda, mailbox, IMAP and POP3) are
+// listed here as they land.
 package postkit
