@@ -3,6 +3,7 @@ package smtpserver
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"strings"
 
 	"github.com/postkit-mail/postkit/config"
@@ -140,6 +141,14 @@ func ConfigFrom(ctx context.Context, c *config.Config, role Role, opts restricti
 		// and only authenticated clients get past the client stage.
 		rc.SASLEnabled = true
 		rc.ClientRestrictions = "permit_sasl_authenticated, reject"
+	}
+	// smtpd_peername_lookup: the client's names come from DNS at connect
+	// (PTR, then the forward check), when a resolver is given.
+	if opts.Resolver != nil && b("smtpd_peername_lookup") {
+		r := opts.Resolver
+		cfg.ClientNameLookup = func(ctx context.Context, addr netip.Addr) restrictions.ClientNames {
+			return restrictions.LookupClient(ctx, r, addr)
+		}
 	}
 	chk, err := restrictions.New(ctx, rc)
 	if err != nil {
