@@ -115,7 +115,10 @@ func (s *session) run() {
 	defer s.stop()
 	defer s.conn.Close()
 	defer s.abortTxn()
-	if s.cfg.Role == RoleSubmissions && s.cfg.TLS != nil {
+	// Implicit TLS (port 465): the server wraps the connection, unless
+	// the caller's listener already did (tls.NewListener over Listener).
+	preTLS, wrapped := s.conn.(*tls.Conn)
+	if wrapped || s.cfg.Role == RoleSubmissions && s.cfg.TLS != nil {
 		if reply, ok := s.limits.NewTLSSession(); !ok {
 			s.setupPeer()
 			s.logf("connect from %s", s.namaddr)
@@ -124,7 +127,10 @@ func (s *session) run() {
 			s.logDisconnect()
 			return
 		}
-		tc := tls.Server(s.conn, s.cfg.TLS)
+		tc := preTLS
+		if !wrapped {
+			tc = tls.Server(s.conn, s.cfg.TLS)
+		}
 		tc.SetDeadline(time.Now().Add(s.cfg.Timeout))
 		if err := tc.HandshakeContext(s.ctx); err != nil {
 			s.setupPeer()
