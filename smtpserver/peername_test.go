@@ -1,42 +1,16 @@
-package smtpserver_test
+package smtpserver
 
 import (
 	"context"
-	"log/slog"
-	"net"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/postkit-mail/postkit/config"
 	"github.com/postkit-mail/postkit/resolver/dnstest"
 	"github.com/postkit-mail/postkit/restrictions"
-	"github.com/postkit-mail/postkit/smtpserver"
-	"github.com/postkit-mail/postkit/smtpserver/smtptest"
 )
-
-// messages records the server's log messages.
-type messages struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (m *messages) Enabled(context.Context, slog.Level) bool { return true }
-func (m *messages) Handle(_ context.Context, r slog.Record) error {
-	m.mu.Lock()
-	m.lines = append(m.lines, r.Message)
-	m.mu.Unlock()
-	return nil
-}
-func (m *messages) WithAttrs([]slog.Attr) slog.Handler { return m }
-func (m *messages) WithGroup(string) slog.Handler      { return m }
-func (m *messages) all() []string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return slices.Clone(m.lines)
-}
 
 // With smtpd_peername_lookup = yes (the default) and a resolver,
 // ConfigFrom looks the client up at connect as Postfix does: the PTR name,
@@ -55,35 +29,23 @@ client      IN A   127.0.0.1
 		if err != nil {
 			t.Fatal(err)
 		}
-		logs := &messages{}
-		cfg, err := smtpserver.ConfigFrom(context.Background(), c, smtpserver.RoleSMTP,
-			restrictions.Options{Resolver: dns.Resolver(), Logger: slog.New(logs)})
+		cfg, err := ConfigFrom(context.Background(), c, RoleSMTP, restrictions.Options{Resolver: dns.Resolver()})
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg.Handoff = &smtptest.Handoff{}
-		srv, err := smtpserver.New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		go srv.Serve(ln)
-		t.Cleanup(func() { srv.Close() })
-		addr := ln.Addr().String()
-		conn := smtptest.Dial(t, addr)
-		conn.Cmd("EHLO me.example")
-		conn.Cmd("MAIL FROM:<a@example.com>")
-		r := conn.Cmd("RCPT TO:<b@example.com>")
-		conn.Cmd("QUIT")
+		addr, _, logs := startServer(t, cfg)
+		cl, _ := dial(t, addr)
+		cl.cmd("EHLO me.example")
+		cl.cmd("MAIL FROM:<a@example.com>")
+		got := cl.cmd("RCPT TO:<b@example.com>")
+		cl.cmd("QUIT")
 		wantName, wantReply := "client.example[127.0.0.1]", "554 5.7.1 <client.example[127.0.0.1]>: Client host rejected: by name"
 		if lookup == "no" {
-			wantName, wantReply = "unknown[127.0.0.1]", "250 2.1.5 Ok" // the name is not looked up; mynetworks lets 127.0.0.1 relay
+			// The name is not looked up; mynetworks lets 127.0.0.1 relay.
+			wantName, wantReply = "unknown[127.0.0.1]", "250 2.1.5 Ok"
 		}
-		if r.String() != wantReply {
-			t.Errorf("lookup=%s: RCPT got %q, want %q", lookup, r.String(), wantReply)
+		if strings.TrimSpace(got) != wantReply {
+			t.Errorf("lookup=%s: RCPT got %q, want %q", lookup, got, wantReply)
 		}
 		deadline := time.Now().Add(5 * time.Second)
 		for !slices.Contains(logs.all(), "connect from "+wantName) && time.Now().Before(deadline) {
