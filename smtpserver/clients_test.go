@@ -490,16 +490,15 @@ func TestSwaksLMTP(t *testing.T) {
 	if strings.Join(replies, "|") != strings.Join(want, "|") {
 		t.Errorf("replies after the data %q, want %q\n%s", replies, want, out)
 	}
-	// A unix-socket client has no IP address. Postfix's smtpd then names
-	// it "localhost [127.0.0.1]" (smtpd_peer.c, assume local client);
-	// postkit says "unknown [unknown]", reported to the lead, so the
-	// client part of Received: is not checked here.
+	// A unix-socket client has no IP address; like Postfix's smtpd
+	// (smtpd_peer_not_inet) the server takes it for "localhost
+	// [127.0.0.1]".
 	m := msgs[0]
 	if m.Envelope.Sender != "a@example.org" || len(m.Envelope.Recipients) != 3 {
 		t.Errorf("envelope %q %+v", m.Envelope.Sender, m.Envelope.Recipients)
 	}
 	data := string(m.Data)
-	if !strings.HasPrefix(data, "Received: from client.example (") || !strings.Contains(data, " with LMTP id "+m.ID()) {
+	if !strings.HasPrefix(data, "Received: from client.example (localhost [127.0.0.1])") || !strings.Contains(data, " with LMTP id "+m.ID()) {
 		t.Errorf("Received: header:\n%s", data)
 	}
 	if !strings.Contains(data, "\r\n\r\nhello from swaks\r\n") {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -90,6 +91,17 @@ func (s *session) setupPeer() {
 	lp := addrPortOf(s.conn.LocalAddr())
 	s.snap.ServerAddr = lp.Addr().Unmap()
 	s.snap.ServerPort = int(lp.Port())
+	if !ap.IsValid() {
+		// Not an Internet peer (a unix socket, as for LMTP): like
+		// Postfix's smtpd_peer_not_inet, take it for a local client,
+		// "localhost[127.0.0.1]", without asking DNS.
+		s.snap.ClientAddr = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+		s.snap.ClientPort = 0
+		s.snap.ClientName, s.snap.ReverseName = "localhost", "localhost"
+		s.snap.ClientNameStatus, s.snap.ReverseNameStatus = restrictions.NameOK, restrictions.NameOK
+		s.updateNamaddr()
+		return
+	}
 	s.snap.ClientName, s.snap.ReverseName = "unknown", "unknown"
 	if s.cfg.ClientNameLookup != nil && s.snap.ClientAddr.IsValid() {
 		s.cfg.ClientNameLookup(s.ctx, s.snap.ClientAddr).Apply(&s.snap)
