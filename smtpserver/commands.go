@@ -233,7 +233,8 @@ func (s *session) ehloLines() []string {
 	if s.cfg.TLS != nil && s.cfg.TLSLevel != TLSNone && s.tlsState == nil {
 		add("starttls", "STARTTLS")
 	}
-	if mechs := s.authMechs(); len(mechs) > 0 && !s.authed {
+	// Postfix keeps offering AUTH after a login (a second AUTH gets 503).
+	if mechs := s.authMechs(); len(mechs) > 0 {
 		add("auth", "AUTH "+strings.Join(mechs, " "))
 		if s.cfg.BrokenSASLAuthClients {
 			add("auth", "AUTH="+strings.Join(mechs, " "))
@@ -322,10 +323,8 @@ func (s *session) cmdAuth(arg string) (bool, error) {
 		s.reply("503 5.5.1 Error: authentication not enabled")
 		return false, nil
 	}
-	if s.cfg.Role != RoleLMTP && s.snap.Helo == "" {
-		s.reply("503 5.5.1 Error: send HELO/EHLO first")
-		return false, nil
-	}
+	// Postfix 3.7 accepts AUTH before HELO/EHLO (seen live,
+	// auth_oracle_test.go), so no HELO check here.
 	if s.authed {
 		s.reply("503 5.5.1 Error: already authenticated")
 		return false, nil
@@ -356,7 +355,7 @@ func (s *session) cmdAuth(arg string) (bool, error) {
 		mech, err = s.cfg.Auth.NewMech(mechName)
 	}
 	if !offered || err != nil {
-		s.reply("535 5.7.8 Error: authentication failed: Invalid authentication mechanism")
+		s.authFailed(mechName, "Invalid authentication mechanism", "")
 		return false, nil
 	}
 	var resp []byte
@@ -364,19 +363,29 @@ func (s *session) cmdAuth(arg string) (bool, error) {
 		if fields[1] == "=" {
 			resp = []byte{}
 		} else if resp, err = base64.StdEncoding.DecodeString(fields[1]); err != nil {
-			s.reply("501 5.5.2 Cannot decode response")
+			s.authFailed(mechName, "Invalid base64 data in initial response", "")
 			return false, nil
 		}
 	}
 	for {
 		chal, done, err := mech.Next(s.ctx, resp)
 		if err != nil {
-			s.logf("warning: %s: SASL %s authentication failed: %v", s.namaddr, mechName, err)
 			if errors.Is(err, auth.ErrTemporary) {
+				s.logf("warning: %s: SASL %s authentication failed: temporary failure", s.namaddr, mechName)
 				s.reply("454 4.7.0 Temporary authentication failure")
-			} else {
-				s.reply("535 5.7.8 Error: authentication failed: authentication failure")
+				return false, nil
 			}
+			// Like Postfix, show the reason the auth server gave (a
+			// Dovecot reason=), never our internal error text.
+			reason, user := "(reason unavailable)", ""
+			var de *auth.DovecotError
+			if errors.As(err, &de) {
+				if de.Reason != "" {
+					reason = de.Reason
+				}
+				user = de.User
+			}
+			s.authFailed(mechName, reason, user)
 			return false, nil
 		}
 		if done {
@@ -402,10 +411,21 @@ func (s *session) cmdAuth(arg string) (bool, error) {
 			return false, nil
 		}
 		if resp, err = base64.StdEncoding.DecodeString(string(line)); err != nil {
-			s.reply("501 5.5.2 Cannot decode response")
+			s.authFailed(mechName, "Invalid base64 data in continued response", "")
 			return false, nil
 		}
 	}
+}
+
+// authFailed answers and logs a failed AUTH as Postfix does:
+// "535 5.7.8 Error: authentication failed: REASON" and a warning naming
+// the mechanism and, when known, the user.
+func (s *session) authFailed(mech, reason, user string) {
+	if user == "" {
+		user = "(unavailable)"
+	}
+	s.logf("warning: %s: SASL %s authentication failed: %s, sasl_username=%s", s.namaddr, mech, reason, user)
+	s.reply("535 5.7.8 Error: authentication failed: " + reason)
 }
 
 // splitPath splits "FROM:<addr> PARAM..." after the keyword into the
@@ -545,13 +565,10 @@ func (s *session) cmdMail(arg string) (bool, error) {
 			}
 			env.EnvID = v
 		case "AUTH":
-			v, ok := xtextDecode(val)
-			if !hasVal || !ok {
-				s.reply("501 5.5.4 Bad AUTH parameter syntax")
-				return false, nil
-			}
-			// RFC 4954 §5: only an authenticated client's AUTH= counts.
-			if s.authed {
+			// Postfix 3.7 accepts any AUTH= value, malformed xtext
+			// included, and keeps it only for an authenticated client
+			// (RFC 4954 §5).
+			if v, ok := xtextDecode(val); hasVal && ok && s.authed {
 				env.AuthFrom = v
 			}
 		default:

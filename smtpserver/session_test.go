@@ -193,8 +193,12 @@ func (m *plainMech) User() string { return m.user }
 func TestAuth(t *testing.T) {
 	addr, _, logs := startServer(t, Config{Auth: plainBackend{"u", "p"}})
 	c, _ := dial(t, addr)
-	if r := c.cmd("AUTH PLAIN"); r != "503 5.5.1 Error: send HELO/EHLO first" {
+	// Postfix 3.7 takes AUTH before HELO/EHLO (auth_oracle_test.go).
+	if r := c.cmd("AUTH PLAIN"); r != "334" {
 		t.Errorf("AUTH before EHLO: %s", r)
+	}
+	if r := c.cmd("*"); r != "501 5.7.0 Authentication aborted" {
+		t.Errorf("cancel: %s", r)
 	}
 	if r := c.cmd("EHLO c.example"); !strings.Contains(r, "250-AUTH PLAIN\n") {
 		t.Errorf("EHLO lacks AUTH: %s", r)
@@ -203,7 +207,7 @@ func TestAuth(t *testing.T) {
 		t.Errorf("unknown mechanism: %s", r)
 	}
 	bad := base64.StdEncoding.EncodeToString([]byte("\x00u\x00x"))
-	if r := c.cmd("AUTH PLAIN " + bad); r != "535 5.7.8 Error: authentication failed: authentication failure" {
+	if r := c.cmd("AUTH PLAIN " + bad); r != "535 5.7.8 Error: authentication failed: (reason unavailable)" {
 		t.Errorf("bad password: %s", r)
 	}
 	if r := c.cmd("AUTH PLAIN"); r != "334" {
