@@ -779,6 +779,8 @@ type SMTPConn struct {
 	logAt  int // log lines already attributed
 	banner Reply
 	closed bool
+	// sawDisconnect: the session's "disconnect from" line was collected.
+	sawDisconnect bool
 }
 
 // Session connects to the instance and reads the greeting. The session
@@ -941,10 +943,13 @@ func (c *SMTPConn) collectLog() []string {
 			return nil
 		}
 		lines := c.p.linesOf(c.logAt, n, c.pid)
-		done := !c.closed || c.pid == 0 || time.Now().After(deadline)
+		done := !c.closed || c.pid == 0 || c.sawDisconnect || time.Now().After(deadline)
 		for _, l := range lines {
 			if strings.HasPrefix(l, "disconnect from ") {
 				done = true
+				// A reply the server sends unasked (a 421) may come
+				// after the session's last line was already collected.
+				c.sawDisconnect = true
 			}
 		}
 		if done {
