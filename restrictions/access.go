@@ -97,7 +97,7 @@ func (e *eval) forbidAllowlist(name string, st status, target string) (status, e
 var accessBuiltins = map[string]*builtin{
 	"check_client_access": {arg: argTable, run: func(ctx context.Context, e *eval, el *elem) (status, error) {
 		s := e.s
-		return e.checkNamAddrAccess(ctx, el, s.clientName(), s.clientAddr(), s.namaddr(), nameClient)
+		return e.checkNamAddrAccess(ctx, el, s.clientName(), s.clientAddr(), e.namaddr(), nameClient)
 	}},
 	"check_reverse_client_hostname_access": {arg: argTable, run: func(ctx context.Context, e *eval, el *elem) (status, error) {
 		s := e.s

@@ -156,7 +156,7 @@ func (f VerifierFunc) Verify(ctx context.Context, addr string) (VerifyStatus, st
 var defaultAddresses = sync.OnceValue(func() AddressConfig {
 	c := config.Default()
 	c.Set("compatibility_level", "3.6")
-	return addressConfigFrom(&params{c: c})
+	return addressConfigFrom(config.NewReader(c))
 })
 
 // defaultAddressConfig returns `postconf -d` at compatibility_level 3.6
@@ -181,65 +181,65 @@ func (a *AddressConfig) clone() {
 
 func addressConfigFrom(p *params) AddressConfig {
 	a := AddressConfig{
-		RecipientDelimiter:    p.str("recipient_delimiter"),
-		OwnerRequestSpecial:   p.bool("owner_request_special"),
-		DoubleBounceSender:    p.str("double_bounce_sender"),
-		Myorigin:              p.str("myorigin"),
-		Mydomain:              p.str("mydomain"),
-		Myhostname:            p.str("myhostname"),
-		AppendAtMyorigin:      p.bool("append_at_myorigin"),
-		AppendDotMydomain:     p.bool("append_dot_mydomain"),
-		SwapBangpath:          p.bool("swap_bangpath"),
-		AllowPercentHack:      p.bool("allow_percent_hack"),
-		ResolveDequoted:       p.bool("resolve_dequoted_address"),
-		ResolveNullDomain:     p.bool("resolve_null_domain"),
-		ResolveNumericDomain:  p.bool("resolve_numeric_domain"),
-		AllowMinUser:          p.bool("allow_min_user"),
-		EmptyAddressRecipient: p.str("empty_address_recipient"),
+		RecipientDelimiter:    p.Str("recipient_delimiter"),
+		OwnerRequestSpecial:   p.Bool("owner_request_special"),
+		DoubleBounceSender:    p.Str("double_bounce_sender"),
+		Myorigin:              p.Str("myorigin"),
+		Mydomain:              p.Str("mydomain"),
+		Myhostname:            p.Str("myhostname"),
+		AppendAtMyorigin:      p.Bool("append_at_myorigin"),
+		AppendDotMydomain:     p.Bool("append_dot_mydomain"),
+		SwapBangpath:          p.Bool("swap_bangpath"),
+		AllowPercentHack:      p.Bool("allow_percent_hack"),
+		ResolveDequoted:       p.Bool("resolve_dequoted_address"),
+		ResolveNullDomain:     p.Bool("resolve_null_domain"),
+		ResolveNumericDomain:  p.Bool("resolve_numeric_domain"),
+		AllowMinUser:          p.Bool("allow_min_user"),
+		EmptyAddressRecipient: p.Str("empty_address_recipient"),
 
-		Mydestination:           p.list("mydestination"),
-		InetInterfaces:          interfaceAddrs(p.str("inet_interfaces")),
-		ProxyInterfaces:         interfaceAddrs(p.str("proxy_interfaces")),
-		VirtualAliasDomains:     p.list("virtual_alias_domains"),
-		VirtualMailboxDomains:   p.list("virtual_mailbox_domains"),
-		RelayDomains:            p.list("relay_domains"),
-		RelayDomainsParentStyle: p.parentStyle("relay_domains"),
+		Mydestination:           p.List("mydestination"),
+		InetInterfaces:          interfaceAddrs(p.Str("inet_interfaces")),
+		ProxyInterfaces:         interfaceAddrs(p.Str("proxy_interfaces")),
+		VirtualAliasDomains:     p.List("virtual_alias_domains"),
+		VirtualMailboxDomains:   p.List("virtual_mailbox_domains"),
+		RelayDomains:            p.List("relay_domains"),
+		RelayDomainsParentStyle: p.ParentStyle("relay_domains"),
 
-		LocalTransport:   p.str("local_transport"),
-		VirtualTransport: p.str("virtual_transport"),
-		RelayTransport:   p.str("relay_transport"),
-		DefaultTransport: p.str("default_transport"),
-		Relayhost:        p.str("relayhost"),
+		LocalTransport:   p.Str("local_transport"),
+		VirtualTransport: p.Str("virtual_transport"),
+		RelayTransport:   p.Str("relay_transport"),
+		DefaultTransport: p.Str("default_transport"),
+		Relayhost:        p.Str("relayhost"),
 
-		LocalRecipientMaps:     p.list("local_recipient_maps"),
-		AliasMaps:              p.list("alias_maps"),
-		VirtualAliasMaps:       p.list("virtual_alias_maps"),
-		VirtualMailboxMaps:     p.list("virtual_mailbox_maps"),
-		RelayRecipientMaps:     p.list("relay_recipient_maps"),
-		CanonicalMaps:          p.list("canonical_maps"),
-		SenderCanonicalMaps:    p.list("sender_canonical_maps"),
-		RecipientCanonicalMaps: p.list("recipient_canonical_maps"),
-		SenderLoginMaps:        p.list("smtpd_sender_login_maps"),
+		LocalRecipientMaps:     p.List("local_recipient_maps"),
+		AliasMaps:              p.List("alias_maps"),
+		VirtualAliasMaps:       p.List("virtual_alias_maps"),
+		VirtualMailboxMaps:     p.List("virtual_mailbox_maps"),
+		RelayRecipientMaps:     p.List("relay_recipient_maps"),
+		CanonicalMaps:          p.List("canonical_maps"),
+		SenderCanonicalMaps:    p.List("sender_canonical_maps"),
+		RecipientCanonicalMaps: p.List("recipient_canonical_maps"),
+		SenderLoginMaps:        p.List("smtpd_sender_login_maps"),
 
-		UnknownLocalRecipientRejectCode: p.int("unknown_local_recipient_reject_code"),
-		UnknownVirtualAliasRejectCode:   p.int("unknown_virtual_alias_reject_code"),
-		UnknownVirtualMailboxRejectCode: p.int("unknown_virtual_mailbox_reject_code"),
-		UnknownRelayRecipientRejectCode: p.int("unknown_relay_recipient_reject_code"),
-		RelayDomainsRejectCode:          p.int("relay_domains_reject_code"),
-		ShowUserUnknownTableName:        p.bool("show_user_unknown_table_name"),
+		UnknownLocalRecipientRejectCode: p.Int("unknown_local_recipient_reject_code"),
+		UnknownVirtualAliasRejectCode:   p.Int("unknown_virtual_alias_reject_code"),
+		UnknownVirtualMailboxRejectCode: p.Int("unknown_virtual_mailbox_reject_code"),
+		UnknownRelayRecipientRejectCode: p.Int("unknown_relay_recipient_reject_code"),
+		RelayDomainsRejectCode:          p.Int("relay_domains_reject_code"),
+		ShowUserUnknownTableName:        p.Bool("show_user_unknown_table_name"),
 
-		UnverifiedSenderRejectCode:        p.int("unverified_sender_reject_code"),
-		UnverifiedSenderDeferCode:         p.int("unverified_sender_defer_code"),
-		UnverifiedSenderRejectReason:      p.str("unverified_sender_reject_reason"),
-		UnverifiedSenderTempfailAction:    p.str("unverified_sender_tempfail_action"),
-		UnverifiedRecipientRejectCode:     p.int("unverified_recipient_reject_code"),
-		UnverifiedRecipientDeferCode:      p.int("unverified_recipient_defer_code"),
-		UnverifiedRecipientRejectReason:   p.str("unverified_recipient_reject_reason"),
-		UnverifiedRecipientTempfailAction: p.str("unverified_recipient_tempfail_action"),
-		VerifyPollCount:                   p.int("address_verify_poll_count"),
-		VerifyPollDelay:                   p.duration("address_verify_poll_delay"),
+		UnverifiedSenderRejectCode:        p.Int("unverified_sender_reject_code"),
+		UnverifiedSenderDeferCode:         p.Int("unverified_sender_defer_code"),
+		UnverifiedSenderRejectReason:      p.Str("unverified_sender_reject_reason"),
+		UnverifiedSenderTempfailAction:    p.Str("unverified_sender_tempfail_action"),
+		UnverifiedRecipientRejectCode:     p.Int("unverified_recipient_reject_code"),
+		UnverifiedRecipientDeferCode:      p.Int("unverified_recipient_defer_code"),
+		UnverifiedRecipientRejectReason:   p.Str("unverified_recipient_reject_reason"),
+		UnverifiedRecipientTempfailAction: p.Str("unverified_recipient_tempfail_action"),
+		VerifyPollCount:                   p.Int("address_verify_poll_count"),
+		VerifyPollDelay:                   p.Duration("address_verify_poll_delay"),
 	}
-	for _, o := range p.list("receive_override_options") {
+	for _, o := range p.List("receive_override_options") {
 		if o == "no_unknown_recipient_checks" {
 			a.NoUnknownRecipientChecks = true
 		}
@@ -249,7 +249,7 @@ func addressConfigFrom(p *params) AddressConfig {
 	if strings.HasPrefix(a.Myorigin, "/") {
 		data, err := os.ReadFile(a.Myorigin)
 		if err != nil {
-			p.keep(&ConfigError{Param: "myorigin", Err: fmt.Errorf("read %s: %w", a.Myorigin, err)})
+			p.Keep(&ConfigError{Param: "myorigin", Err: fmt.Errorf("read %s: %w", a.Myorigin, err)})
 		} else {
 			line, _, _ := strings.Cut(string(data), "\n")
 			a.Myorigin = strings.TrimSpace(line)

@@ -96,21 +96,21 @@ func defaultDNSConfig() DNSConfig {
 // dnsConfigFrom reads the DNS parameters of main.cf.
 func dnsConfigFrom(p *params) DNSConfig {
 	cfg := DNSConfig{
-		UnknownHostnameRejectCode:    p.int("unknown_hostname_reject_code"),
-		UnknownAddressRejectCode:     p.int("unknown_address_reject_code"),
-		UnknownHeloTempfailAction:    p.str("unknown_helo_hostname_tempfail_action"),
-		UnknownAddressTempfailAction: p.str("unknown_address_tempfail_action"),
-		MapsRBLRejectCode:            p.int("maps_rbl_reject_code"),
-		DefaultRBLReply:              p.str("default_rbl_reply"),
-		RBLReplyMaps:                 p.list("rbl_reply_maps"),
-		MapsRBLDomains:               p.list("maps_rbl_domains"),
-		PermitMXBackupNetworks:       p.list("permit_mx_backup_networks"),
-		MXBackupNetworksParentStyle:  p.parentStyle("permit_mx_backup_networks"),
+		UnknownHostnameRejectCode:    p.Int("unknown_hostname_reject_code"),
+		UnknownAddressRejectCode:     p.Int("unknown_address_reject_code"),
+		UnknownHeloTempfailAction:    p.Str("unknown_helo_hostname_tempfail_action"),
+		UnknownAddressTempfailAction: p.Str("unknown_address_tempfail_action"),
+		MapsRBLRejectCode:            p.Int("maps_rbl_reject_code"),
+		DefaultRBLReply:              p.Str("default_rbl_reply"),
+		RBLReplyMaps:                 p.List("rbl_reply_maps"),
+		MapsRBLDomains:               p.List("maps_rbl_domains"),
+		PermitMXBackupNetworks:       p.List("permit_mx_backup_networks"),
+		MXBackupNetworksParentStyle:  p.ParentStyle("permit_mx_backup_networks"),
 	}
 	_, err := tempfailAction("unknown_helo_hostname_tempfail_action", cfg.UnknownHeloTempfailAction)
-	p.keep(err)
+	p.Keep(err)
 	_, err = tempfailAction("unknown_address_tempfail_action", cfg.UnknownAddressTempfailAction)
-	p.keep(err)
+	p.Keep(err)
 	return cfg
 }
 
@@ -544,7 +544,7 @@ type serverTarget func(e *eval) (name, replyName, replyClass string, ok bool)
 
 func clientTarget(e *eval) (string, string, string, bool) {
 	n := e.s.clientName()
-	return n, e.s.namaddr(), nameClient, !strings.EqualFold(n, "unknown")
+	return n, e.namaddr(), nameClient, !strings.EqualFold(n, "unknown")
 }
 
 func reverseTarget(e *eval) (string, string, string, bool) {

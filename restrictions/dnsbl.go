@@ -566,7 +566,7 @@ func (d *dnsState) checkList(ctx context.Context, e *eval, name string, x *dnsxl
 		})
 		return statusDunno, nil
 	case x.permit:
-		return e.permit(ctx, name, nameClient, e.s.namaddr(), ""), nil
+		return e.permit(ctx, name, nameClient, e.namaddr(), ""), nil
 	}
 	return d.rblReply(ctx, e, res, rblDomain, subject, x.class)
 }

@@ -523,7 +523,7 @@ func (e *eval) permit(ctx context.Context, action, replyClass, replyName, from s
 
 func (e *eval) logEvent(kind, text string) {
 	e.d.Log = append(e.d.Log, LogEntry{Kind: kind, Text: text})
-	e.c.log.Info(kind, "where", e.where, "client", e.s.namaddr(), "text", text)
+	e.c.log.Info(kind, "where", e.where, "client", e.namaddr(), "text", text)
 }
 
 func (e *eval) warnf(format string, args ...any) {

@@ -99,22 +99,22 @@ func defaultPolicyConfig() PolicyConfig {
 // least 1s, try_limit at least 1, a non-empty default action).
 func policyConfigFrom(p *params) PolicyConfig {
 	cfg := PolicyConfig{
-		Timeout:        p.duration("smtpd_policy_service_timeout"),
-		MaxIdle:        p.duration("smtpd_policy_service_max_idle"),
-		MaxTTL:         p.duration("smtpd_policy_service_max_ttl"),
-		RequestLimit:   p.int("smtpd_policy_service_request_limit"),
-		TryLimit:       p.int("smtpd_policy_service_try_limit"),
-		RetryDelay:     p.duration("smtpd_policy_service_retry_delay"),
-		DefaultAction:  p.str("smtpd_policy_service_default_action"),
-		PolicyContext:  p.str("smtpd_policy_service_policy_context"),
+		Timeout:        p.Duration("smtpd_policy_service_timeout"),
+		MaxIdle:        p.Duration("smtpd_policy_service_max_idle"),
+		MaxTTL:         p.Duration("smtpd_policy_service_max_ttl"),
+		RequestLimit:   p.Int("smtpd_policy_service_request_limit"),
+		TryLimit:       p.Int("smtpd_policy_service_try_limit"),
+		RetryDelay:     p.Duration("smtpd_policy_service_retry_delay"),
+		DefaultAction:  p.Str("smtpd_policy_service_default_action"),
+		PolicyContext:  p.Str("smtpd_policy_service_policy_context"),
 		MaxConnections: defaultPolicyMaxConns,
 	}
-	if p.err != nil {
+	if p.Err() != nil {
 		return cfg
 	}
 	minTime := func(name string, d time.Duration) {
 		if d < time.Second {
-			p.keep(&ConfigError{Param: name, Err: fmt.Errorf("invalid %s: %d (min 1)", name, int64(d/time.Second))})
+			p.Keep(&ConfigError{Param: name, Err: fmt.Errorf("invalid %s: %d (min 1)", name, int64(d/time.Second))})
 		}
 	}
 	minTime("smtpd_policy_service_timeout", cfg.Timeout)
@@ -122,15 +122,15 @@ func policyConfigFrom(p *params) PolicyConfig {
 	minTime("smtpd_policy_service_max_ttl", cfg.MaxTTL)
 	minTime("smtpd_policy_service_retry_delay", cfg.RetryDelay)
 	if cfg.TryLimit < 1 {
-		p.keep(&ConfigError{Param: "smtpd_policy_service_try_limit",
+		p.Keep(&ConfigError{Param: "smtpd_policy_service_try_limit",
 			Err: fmt.Errorf("invalid smtpd_policy_service_try_limit parameter value %d < 1", cfg.TryLimit)})
 	}
 	if cfg.RequestLimit < 0 {
-		p.keep(&ConfigError{Param: "smtpd_policy_service_request_limit",
+		p.Keep(&ConfigError{Param: "smtpd_policy_service_request_limit",
 			Err: fmt.Errorf("invalid smtpd_policy_service_request_limit parameter value %d < 0", cfg.RequestLimit)})
 	}
 	if cfg.DefaultAction == "" {
-		p.keep(&ConfigError{Param: "smtpd_policy_service_default_action",
+		p.Keep(&ConfigError{Param: "smtpd_policy_service_default_action",
 			Err: errors.New("bad string length 0 < 1: smtpd_policy_service_default_action = ")})
 	}
 	return cfg

@@ -22,49 +22,24 @@ import (
 // smtpd_client_restrictions=permit_sasl_authenticated,reject.
 func ConfigFrom(ctx context.Context, c *config.Config, role Role, opts restrictions.Options) (Config, error) {
 	cfg := Config{Role: role, Logger: opts.Logger}
-	var errs []error
-	b := func(name string) bool {
-		v, err := c.Bool(name)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("reading %s: %w", name, err))
-		}
-		return v
-	}
-	n := func(name string) int {
-		v, err := c.Int(name)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("reading %s: %w", name, err))
-		}
-		return v
-	}
+	r := config.NewReader(c)
+	b, n := r.Bool, r.Int
 	cfg.Hostname = c.Get("myhostname")
 	cfg.MailName = c.Get("mail_name")
 	cfg.Banner = c.Get("smtpd_banner")
-	if sz, err := c.Size("message_size_limit"); err == nil {
-		cfg.MessageSizeLimit = sz
-		if sz == 0 {
-			cfg.MessageSizeLimit = -1
-		}
-	} else {
-		errs = append(errs, fmt.Errorf("reading message_size_limit: %w", err))
+	cfg.MessageSizeLimit = r.Size("message_size_limit")
+	if cfg.MessageSizeLimit == 0 {
+		cfg.MessageSizeLimit = -1
 	}
 	cfg.RecipientLimit = n("smtpd_recipient_limit")
 	cfg.HardErrorLimit = n("smtpd_hard_error_limit")
 	cfg.SoftErrorLimit = n("smtpd_soft_error_limit")
 	cfg.LineLengthLimit = n("line_length_limit")
 	cfg.BareNewlineRejectCode = n("smtpd_forbid_bare_newline_reject_code")
-	if d, err := c.Duration("smtpd_timeout"); err == nil {
-		cfg.Timeout = d
-	} else {
-		errs = append(errs, fmt.Errorf("reading smtpd_timeout: %w", err))
-	}
-	if d, err := c.Duration("smtpd_error_sleep_time"); err == nil {
-		cfg.ErrorSleepTime = d
-		if d == 0 {
-			cfg.ErrorSleepTime = -1
-		}
-	} else {
-		errs = append(errs, fmt.Errorf("reading smtpd_error_sleep_time: %w", err))
+	cfg.Timeout = r.Duration("smtpd_timeout")
+	cfg.ErrorSleepTime = r.Duration("smtpd_error_sleep_time")
+	if cfg.ErrorSleepTime == 0 {
+		cfg.ErrorSleepTime = -1
 	}
 	cfg.DisableVRFY = b("disable_vrfy_command")
 	cfg.SMTPUTF8Enable = b("smtputf8_enable")
@@ -84,28 +59,22 @@ func ConfigFrom(ctx context.Context, c *config.Config, role Role, opts restricti
 		// instance: a bare LF is accepted, never ends DATA).
 		cfg.ForbidBareNewline = BareNewlineNormalize
 	}
-	parentStyle := map[string]bool{}
-	for _, n := range config.SplitList(c.Get("parent_domain_matches_subdomains")) {
-		parentStyle[n] = true
-	}
 	list := func(name string, kind maps.MatchKind) *maps.MatchList {
 		items := config.SplitList(c.Get(name))
 		if len(items) == 0 {
 			return nil
 		}
 		l, err := maps.NewMatchList(ctx, maps.MatchListConfig{Name: name, Kind: kind, Registry: opts.Registry,
-			ParentStyle: parentStyle[name]}, items)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("reading %s: %w", name, err))
-		}
+			ParentStyle: r.ParentStyle(name)}, items)
+		r.Keep(err)
 		return l
 	}
 	cfg.XClientHosts = list("smtpd_authorized_xclient_hosts", maps.HostMatch)
 	cfg.XForwardHosts = list("smtpd_authorized_xforward_hosts", maps.HostMatch)
 	cfg.BareNewlineExclusions = list("smtpd_forbid_bare_newline_exclusions", maps.HostMatch)
 	cfg.FastFlushDomains = list("fast_flush_domains", maps.DomainMatch)
-	if len(errs) > 0 {
-		return cfg, fmt.Errorf("smtpserver: %w", errs[0])
+	if err := r.Err(); err != nil {
+		return cfg, fmt.Errorf("smtpserver: %w", err)
 	}
 	tc, pol, err := TLSConfigFrom(c, role)
 	if err != nil {

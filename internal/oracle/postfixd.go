@@ -26,6 +26,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/postkit-mail/postkit/internal/smtpwire"
 )
 
 // PostfixOptions configure a private Postfix instance.
@@ -920,7 +922,7 @@ func (c *SMTPConn) Close() {
 	c.closed = true
 }
 
-var errClosed = errors.New("connection closed")
+var errClosed = smtpwire.ErrClosed
 
 func (c *SMTPConn) read() (Reply, error) {
 	r, err := ReadReply(c.r)
@@ -960,44 +962,10 @@ func (c *SMTPConn) collectLog() []string {
 	}
 }
 
-// ReadReply reads one SMTP reply, single- or multi-line (RFC 5321 4.2):
-// "CODE-text" lines followed by one "CODE text" (or bare "CODE") line, all
-// with the same code.
+// ReadReply reads one SMTP reply, single- or multi-line (RFC 5321 4.2).
 func ReadReply(r *bufio.Reader) (Reply, error) {
-	var rep Reply
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			if line == "" && len(rep.Lines) == 0 {
-				return rep, errClosed
-			}
-			return rep, fmt.Errorf("incomplete reply %q: %w", line, err)
-		}
-		line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
-		if len(line) < 3 {
-			return rep, fmt.Errorf("malformed reply line %q", line)
-		}
-		code, err := strconv.Atoi(line[:3])
-		if err != nil || code < 100 || code > 599 || line[0] == '+' || line[0] == '-' {
-			return rep, fmt.Errorf("malformed reply line %q", line)
-		}
-		if rep.Code != 0 && code != rep.Code {
-			return rep, fmt.Errorf("reply line %q: code changed from %d", line, rep.Code)
-		}
-		rep.Code = code
-		switch {
-		case len(line) == 3:
-			rep.Lines = append(rep.Lines, "")
-			return rep, nil
-		case line[3] == ' ':
-			rep.Lines = append(rep.Lines, line[4:])
-			return rep, nil
-		case line[3] == '-':
-			rep.Lines = append(rep.Lines, line[4:])
-		default:
-			return rep, fmt.Errorf("malformed reply line %q", line)
-		}
-	}
+	code, lines, err := smtpwire.ReadReply(r)
+	return Reply{Code: code, Lines: lines}, err
 }
 
 // freePort asks the kernel for a loopback port nothing listens on.

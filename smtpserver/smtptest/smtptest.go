@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postkit-mail/postkit/internal/smtpwire"
 	"github.com/postkit-mail/postkit/smtpserver"
 )
 
@@ -67,45 +68,16 @@ func (r Reply) Text() string {
 
 // ErrClosed is returned by ReadReply when the connection ends before a
 // reply starts.
-var ErrClosed = errors.New("smtptest: connection closed")
+var ErrClosed = smtpwire.ErrClosed
 
 // ReadReply reads one reply (RFC 5321 4.2): "CODE-text" lines and a final
 // "CODE text" or bare "CODE" line, all with the same code.
 func ReadReply(r *bufio.Reader) (Reply, error) {
-	var rep Reply
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			if line == "" && len(rep.Lines) == 0 {
-				return rep, ErrClosed
-			}
-			return rep, fmt.Errorf("smtptest: incomplete reply %q: %w", line, err)
-		}
-		line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
-		if len(line) < 3 {
-			return rep, fmt.Errorf("smtptest: malformed reply line %q", line)
-		}
-		code, err := strconv.Atoi(line[:3])
-		if err != nil || code < 100 || code > 599 {
-			return rep, fmt.Errorf("smtptest: malformed reply line %q", line)
-		}
-		if rep.Code != 0 && code != rep.Code {
-			return rep, fmt.Errorf("smtptest: reply line %q: code changed from %d", line, rep.Code)
-		}
-		rep.Code = code
-		switch {
-		case len(line) == 3:
-			rep.Lines = append(rep.Lines, "")
-			return rep, nil
-		case line[3] == ' ':
-			rep.Lines = append(rep.Lines, line[4:])
-			return rep, nil
-		case line[3] == '-':
-			rep.Lines = append(rep.Lines, line[4:])
-		default:
-			return rep, fmt.Errorf("smtptest: malformed reply line %q", line)
-		}
+	code, lines, err := smtpwire.ReadReply(r)
+	if err != nil && !errors.Is(err, ErrClosed) {
+		err = fmt.Errorf("smtptest: %w", err)
 	}
+	return Reply{Code: code, Lines: lines}, err
 }
 
 // Conn is a client connection driven by a test.
