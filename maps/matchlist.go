@@ -109,10 +109,36 @@ func NewMatchList(ctx context.Context, cfg MatchListConfig, items []string) (*Ma
 	return l, nil
 }
 
+// mlSplit splits a list at commas and whitespace, but not inside braces,
+// so an inline table such as regexp:{{/^[^A-Z]/ Bogus}} (the default of
+// smtpd_forbidden_commands) stays one pattern.
 func mlSplit(s string) []string {
-	return strings.FieldsFunc(s, func(r rune) bool {
-		return r == ' ' || r == ',' || r == '\t' || r == '\r' || r == '\n'
-	})
+	var out []string
+	start, level := -1, 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '{':
+			level++
+		case c == '}':
+			if level > 0 {
+				level--
+			}
+		case level == 0 && (c == ' ' || c == ',' || c == '\t' || c == '\r' || c == '\n'):
+			if start >= 0 {
+				out = append(out, s[start:i])
+				start = -1
+			}
+			continue
+		}
+		if start < 0 {
+			start = i
+		}
+	}
+	if start >= 0 {
+		out = append(out, s[start:])
+	}
+	return out
 }
 
 func (l *MatchList) errorf(format string, args ...any) error {

@@ -217,3 +217,19 @@ func FuzzMLNewMatchList(f *testing.F) {
 		}
 	})
 }
+
+// An inline table with spaces inside its braces is one pattern: this is
+// the default of smtpd_forbidden_commands.
+func TestMatchListInlineTableWithSpaces(t *testing.T) {
+	l, err := NewMatchList(context.Background(), MatchListConfig{Name: "smtpd_forbidden_commands", Kind: StringMatch},
+		[]string{"CONNECT GET POST regexp:{{/^[^A-Z]/ Bogus}}"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for s, want := range map[string]bool{"GET": true, "post": true, "1abc": true, ".": true, "NOOP": false, "noop": false} {
+		got, err := l.Match(context.Background(), s)
+		if err != nil || got != want {
+			t.Errorf("Match(%q) = %v, %v; want %v", s, got, err, want)
+		}
+	}
+}

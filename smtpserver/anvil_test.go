@@ -145,7 +145,7 @@ func TestAnvilEvents(t *testing.T) {
 		{"message", a.message, 1, "450 4.7.1 Error: too much mail from 192.0.2.1"},
 		{"recipient", a.recipient, 2, "450 4.7.1 Error: too many recipients from 192.0.2.1"},
 		{"auth", a.auth, 1, "450 4.7.1 Error: too many AUTH commands from 192.0.2.1"},
-		{"tls", a.newTLSSession, 1, "421 4.7.0 mx.example.com Error: too many new TLS sessions from 192.0.2.1"},
+		{"tls", a.newTLSSession, 1, "421 4.7.0 mx.example.com Error: too many new TLS sessions from unknown[192.0.2.1]"},
 	} {
 		for i := 0; i < tc.allow; i++ {
 			if r, ok := tc.f(ip1); !ok {

@@ -112,11 +112,18 @@ func BenchmarkIdleConnections(b *testing.B) {
 		}
 		runtime.GC()
 		runtime.ReadMemStats(&after)
-		used := (after.HeapInuse + after.StackInuse) - (before.HeapInuse + before.StackInuse)
+		// Live heap objects (HeapAlloc after a GC) and goroutine
+		// stacks; HeapInuse would count partly filled spans and vary
+		// from run to run by a third.
+		used := (after.HeapAlloc + after.StackInuse) - (before.HeapAlloc + before.StackInuse)
 		b.ReportMetric(float64(used)/n, "bytes/conn")
+		b.ReportMetric(float64(after.StackInuse-before.StackInuse)/n, "stack-bytes/conn")
 		for _, c := range conns {
 			c.Close()
 		}
 		srv.Close()
+		// Wait for the sessions to end, so that the next round starts
+		// from the same heap.
+		srv.Shutdown(context.Background())
 	}
 }

@@ -464,7 +464,7 @@ func TestSwaksLMTP(t *testing.T) {
 	if code != 0 {
 		t.Errorf("swaks exit %d:\n%s", code, out)
 	}
-	wantLine(t, out, "<-  220 "+clientsHost+" ESMTP Postfix") // ConfigFrom expands smtpd_banner
+	wantLine(t, out, "<-  220 "+clientsHost+" LMTP Postfix") // ConfigFrom: LMTP, not smtpd_banner
 	wantLine(t, out, " -> LHLO client.example")
 	msgs := h.Messages()
 	if len(msgs) != 1 {

@@ -1,13 +1,12 @@
 package smtpserver
 
 import (
-	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/postkit-mail/postkit/auth"
 	"github.com/postkit-mail/postkit/restrictions"
@@ -36,13 +35,28 @@ func init() {
 // (Postfix's command table order).
 var cmdOrder = []string{"helo", "ehlo", "lhlo", "xclient", "xforward", "starttls", "auth", "mail", "rcpt", "data", "bdat", "rset", "noop", "vrfy", "etrn", "quit", "unknown"}
 
-// forbidden are command words that show a web client or a message header
-// sent to the SMTP port (Postfix smtpd's SMTPD_CMD_FLAG_FORBIDDEN).
-var forbidden = map[string]bool{"RECEIVED:": true, "REPLY-TO:": true, "MESSAGE-ID:": true,
-	"SUBJECT:": true, "FROM:": true, "CONNECT": true, "USER-AGENT:": true,
-	// A lone "." is the end of a message that the server did not take
-	// as one (seen with Postfix 3.7.11).
-	".": true}
+// isHeaderLine reports whether a command line looks like a message header
+// ("Subject: x", "Received : y"): a client that sends its message without
+// DATA, or a web client (Postfix smtpd's is_header check). Such a client
+// gets 221 and is disconnected.
+func isHeaderLine(line string) bool {
+	i := 0
+	for i < len(line) && line[i] > ' ' && line[i] < 0x7f && line[i] != ':' {
+		i++
+	}
+	if i == 0 {
+		return false
+	}
+	for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
+		i++
+	}
+	return i < len(line) && line[i] == ':'
+}
+
+// defaultForbiddenCommands is smtpd_forbidden_commands' default in Postfix
+// 3.7.11: web proxy verbs, and any command that does not start with a
+// letter (a stray "." after a message the server did not take as one).
+const defaultForbiddenCommands = "CONNECT GET POST regexp:{{/^[^A-Z]/ Bogus}}"
 
 // preTLSAllowed are the commands a client may give before STARTTLS when
 // TLS is required (smtpd_tls_security_level = encrypt).
@@ -61,23 +75,15 @@ func splitVerb(line string) (verb, arg string) {
 
 // command runs one command line.
 func (s *session) command(line []byte) error {
-	if s.errorCount >= s.cfg.SoftErrorLimit && s.cfg.ErrorSleepTime > 0 {
-		// smtpd_soft_error_limit: slow down a client making many errors.
-		s.bw.Flush()
-		if err := s.cfg.Sleep(s.ctx, s.cfg.ErrorSleepTime); err != nil {
-			return errClose
-		}
-	}
 	verb, arg := splitVerb(string(line))
 	if verb == "" {
 		// An empty line counts as an unknown command (Postfix 3.7).
 		s.lastCmd = "UNKNOWN"
 		s.count("unknown", false)
-		s.errorCount++
-		s.reply("500 5.5.2 Error: bad syntax")
+		s.replyErr("500 5.5.2 Error: bad syntax")
 		return nil
 	}
-	if forbidden[verb] {
+	if s.forbiddenCommand(verb, line) {
 		s.logf("warning: non-SMTP command from %s: %s", s.namaddr, printable(truncate(string(line), 100)))
 		s.reply("221 2.7.0 Error: I can break rules, too. Goodbye.")
 		return errClose
@@ -85,12 +91,11 @@ func (s *session) command(line []byte) error {
 	lower := strings.ToLower(verb)
 	if s.accessDenied != nil && verb != "QUIT" {
 		// smtpd_delay_reject = no and the client was rejected at connect.
-		s.errorCount++
 		if handlers[verb] == nil {
 			lower = "unknown"
 		}
 		s.count(lower, false)
-		s.reply("503 5.7.0 Error: access denied for " + s.namaddr)
+		s.replyErr("503 5.7.0 Error: access denied for " + s.namaddr)
 		return nil
 	}
 	h := handlers[verb]
@@ -101,17 +106,21 @@ func (s *session) command(line []byte) error {
 	if h == nil {
 		s.lastCmd = "UNKNOWN"
 		s.count("unknown", false)
-		s.errorCount++
-		s.notePipelining(verb)
-		s.reply("500 5.5.2 Error: command not recognized")
+		// Postfix looks for improper pipelining only after commands it
+		// knows (seen with Postfix 3.7.11: "FOO\r\nNOOP" after HELO is
+		// neither logged nor refused).
+		s.replyErr("500 5.5.2 Error: command not recognized")
 		return nil
 	}
 	s.lastCmd = verb
 	s.notePipelining(verb)
-	if s.cfg.TLSLevel == TLSEncrypt && s.tlsState == nil && !preTLSAllowed[verb] {
-		s.errorCount++
+	if s.forbidPipelining() {
 		s.count(lower, false)
-		s.reply("530 5.7.0 Must issue a STARTTLS command first")
+		return errClose
+	}
+	if s.cfg.TLSLevel == TLSEncrypt && s.tlsState == nil && !preTLSAllowed[verb] {
+		s.count(lower, false)
+		s.replyErr("530 5.7.0 Must issue a STARTTLS command first")
 		return nil
 	}
 	ok, err := h(s, arg)
@@ -126,6 +135,20 @@ func (s *session) command(line []byte) error {
 		s.errorCount++
 	}
 	return err
+}
+
+// forbidPipelining applies smtpd_forbid_unauth_pipelining (Postfix
+// 3.7.6 and later): a client that sent commands ahead where RFC 2920
+// does not allow it gets "554 5.5.0 Error: SMTP protocol synchronization"
+// instead of the command's reply and is disconnected; the "improper
+// command pipelining" line (notePipelining) is the only log line besides
+// the disconnect (seen with Postfix 3.7.11).
+func (s *session) forbidPipelining() bool {
+	if !s.cfg.ForbidUnauthPipelining || !s.illegalSet {
+		return false
+	}
+	s.reply("554 5.5.0 Error: SMTP protocol synchronization")
+	return true
 }
 
 func truncate(s string, n int) string {
@@ -292,27 +315,25 @@ func (s *session) cmdStartTLS(arg string) (bool, error) {
 		s.reply("502 5.5.1 Error: command not implemented")
 		return false, nil
 	}
-	if reply, ok := s.limits.NewTLSSession(); !ok {
+	if reply, ok := s.limits.NewTLSSessionStatus(); !ok {
 		s.reply(reply)
-		return false, errClose
+		return false, nil
 	}
 	s.reply("220 2.0.0 Ready to start TLS")
 	s.bw.Flush()
 	// Anything the client pipelined after STARTTLS in plaintext is
 	// dropped with the old reader (the CVE-2011-0411 injection).
-	tc := tls.Server(s.conn, s.cfg.TLS)
-	tc.SetDeadline(time.Now().Add(s.cfg.Timeout))
-	if err := tc.HandshakeContext(s.ctx); err != nil {
-		s.logf("SSL_accept error from %s: %v", s.namaddr, err)
+	if err := s.handshake(nil); err != nil {
+		s.logf("SSL_accept error from %s: %s", s.namaddr, handshakeError(err))
 		s.logf("lost connection after STARTTLS from %s", s.namaddr)
 		return false, errClose
 	}
-	tc.SetDeadline(time.Time{})
-	s.conn = tc
-	s.br.Reset(tc)
-	s.bw.Reset(tc)
-	cs := tc.ConnectionState()
-	s.setTLS(&cs)
+	if !s.tlsState.DidResume {
+		if reply, ok := s.limits.NewTLSSession(); !ok {
+			s.reply(reply)
+			return false, errClose
+		}
+	}
 	// RFC 3207 §4.2: forget everything learnt from the client.
 	s.heloReset()
 	return true, nil
@@ -367,8 +388,18 @@ func (s *session) cmdAuth(arg string) (bool, error) {
 			return false, nil
 		}
 	}
+	// The auth server learns the client as Postfix's
+	// xsasl_dovecot_server tells Dovecot: service (smtpd_sasl_service),
+	// addresses after XCLIENT, and whether TLS protects the session.
+	// Dovecot keys its auth_penalty on the client address.
+	actx := auth.WithClientInfo(s.ctx, auth.ClientInfo{
+		Service:    s.cfg.SASLService,
+		LocalAddr:  netip.AddrPortFrom(s.snap.ServerAddr, uint16(s.snap.ServerPort)),
+		RemoteAddr: netip.AddrPortFrom(s.snap.ClientAddr, uint16(s.snap.ClientPort)),
+		Secured:    s.tlsState != nil,
+	})
 	for {
-		chal, done, err := mech.Next(s.ctx, resp)
+		chal, done, err := mech.Next(actx, resp)
 		if err != nil {
 			if errors.Is(err, auth.ErrTemporary) {
 				s.logf("warning: %s: SASL %s authentication failed: temporary failure", s.namaddr, mechName)
@@ -875,4 +906,29 @@ func (s *session) cmdEtrn(arg string) (bool, error) {
 	}
 	s.reply("250 Queuing started")
 	return true, nil
+}
+
+// forbiddenCommand reports whether the command shows a client that does not
+// speak SMTP: a header line, or a verb in smtpd_forbidden_commands.
+func (s *session) forbiddenCommand(verb string, line []byte) bool {
+	if handlers[verb] != nil {
+		return false
+	}
+	if isHeaderLine(string(line)) {
+		return true
+	}
+	if s.srv.forbidden == nil {
+		return false
+	}
+	// The list is matched against the verb as the client wrote it.
+	raw := strings.TrimLeft(string(line), " \t")
+	if i := strings.IndexAny(raw, " \t"); i >= 0 {
+		raw = raw[:i]
+	}
+	ok, err := s.srv.forbidden.Match(s.ctx, raw)
+	if err != nil {
+		s.logf("warning: smtpd_forbidden_commands lookup error for %q: %v", raw, err)
+		return false
+	}
+	return ok
 }

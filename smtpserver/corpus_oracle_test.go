@@ -6,6 +6,7 @@ import (
 	"net"
 	"regexp"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -33,23 +34,25 @@ func TestOracleCorpus(t *testing.T) {
 	}
 	total := 0
 	var checked atomic.Int64
+	// The scenarios run corpusParallel at a time whatever -parallel says:
+	// each mostly waits for its Postfix to start, and -parallel defaults
+	// to the number of CPUs.
+	sem := make(chan struct{}, corpusParallel)
+	var wg sync.WaitGroup
 	for _, sc := range all {
 		if len(sc.Dialogues) == 0 {
 			continue // start-up-only scenarios are the restrictions test's
 		}
 		total += len(sc.Dialogues)
-		t.Run(sc.Name, func(t *testing.T) {
-			t.Parallel()
-			pf := oracle.StartPostfix(t, oracle.PostfixOptions{Main: sc.Main, Files: sc.Files})
-			addr := startPostkit(t, sc)
-			for _, d := range sc.Dialogues {
-				want := pf.RunDialogue(t, d)
-				got := play(t, addr, d)
-				checked.Add(int64(len(want.Steps)))
-				compare(t, sc, d, want, got)
-			}
-		})
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			t.Run(sc.Name, func(t *testing.T) { corpusScenario(t, sc, &checked) })
+		}()
 	}
+	wg.Wait()
 	// The issue asks for at least 150 scenarios run against both servers.
 	if total < 150 {
 		t.Errorf("only %d dialogues in the corpus", total)
@@ -57,6 +60,22 @@ func TestOracleCorpus(t *testing.T) {
 	t.Cleanup(func() {
 		t.Logf("%d scenario files, %d dialogues, %d replies compared", len(all), total, checked.Load())
 	})
+}
+
+// corpusParallel is how many corpus scenarios run at once.
+const corpusParallel = 4
+
+// corpusScenario plays a scenario's dialogues on its own Postfix and on
+// postkit.
+func corpusScenario(t *testing.T, sc oracle.Scenario, checked *atomic.Int64) {
+	pf := oracle.StartPostfix(t, oracle.PostfixOptions{Main: sc.Main, Files: sc.Files})
+	addr := startPostkit(t, sc)
+	for _, d := range sc.Dialogues {
+		want := pf.RunDialogue(t, d)
+		got := play(t, addr, d)
+		checked.Add(int64(len(want.Steps)))
+		compare(t, sc, d, want, got)
+	}
 }
 
 // startPostkit writes the scenario's configuration as the harness writes

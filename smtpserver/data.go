@@ -8,7 +8,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/postkit-mail/postkit/restrictions"
 )
@@ -19,6 +18,8 @@ type bdatState struct {
 	size   int64 // for message_size_limit, with the headers we add
 	bytes  int64 // the client's bytes so far
 	failed bool  // a chunk was refused; the rest is discarded
+	// last is the client's last byte so far, when bytes > 0.
+	last byte
 }
 
 // dataStart runs the DATA restrictions and writes the PREPEND headers
@@ -208,10 +209,9 @@ func (s *session) readBody(w io.Writer, start int64) (size int64, tooBig, bare b
 		}
 		w.Write(b)
 	}
+	s.readTimeout = s.cfg.DataIdleTimeout
+	defer func() { s.readTimeout = s.cfg.Timeout }()
 	for {
-		if s.br.Buffered() == 0 {
-			s.conn.SetReadDeadline(time.Now().Add(s.cfg.DataIdleTimeout))
-		}
 		chunk, rerr := s.br.ReadSlice('\n')
 		if rerr == bufio.ErrBufferFull {
 			if pendingCR {
@@ -324,7 +324,7 @@ func (s *session) cmdBdat(arg string) (bool, error) {
 	if tooBig {
 		dst = io.Discard
 	}
-	got, err := s.copyChunk(dst, n)
+	got, err := s.copyChunk(dst, n, &b.last)
 	b.size += got
 	b.bytes += got
 	s.dataBytes = b.bytes
@@ -348,19 +348,28 @@ func (s *session) cmdBdat(arg string) (bool, error) {
 		s.reply(fmt.Sprintf("250 2.0.0 Ok: %d bytes", b.bytes))
 		return true, nil
 	}
+	if b.bytes > 0 && b.last != '\n' {
+		// A message ends with a line end: Postfix adds CRLF after a
+		// last chunk without one, and counts it in the reply (seen
+		// with Postfix 3.7.11: "BDAT 5 LAST" of "hello" is "7 bytes").
+		b.w.WriteString("\r\n")
+		b.bytes += 2
+		b.size += 2
+	}
 	return s.finish(b.w, b.size, false, fmt.Sprintf("%d bytes ", b.bytes))
 }
 
-// copyChunk copies n bytes of a BDAT chunk with the idle timeout per read.
-func (s *session) copyChunk(w io.Writer, n int64) (int64, error) {
+// copyChunk copies n bytes of a BDAT chunk with the idle timeout per read;
+// *last gets the chunk's last byte.
+func (s *session) copyChunk(w io.Writer, n int64, last *byte) (int64, error) {
 	var done int64
 	buf := make([]byte, 32*1024)
+	s.readTimeout = s.cfg.DataIdleTimeout
+	defer func() { s.readTimeout = s.cfg.Timeout }()
 	for done < n {
-		if s.br.Buffered() == 0 {
-			s.conn.SetReadDeadline(time.Now().Add(s.cfg.DataIdleTimeout))
-		}
 		m, err := s.br.Read(buf[:min(int64(len(buf)), n-done)])
 		if m > 0 {
+			*last = buf[m-1]
 			w.Write(buf[:m])
 			done += int64(m)
 		}
@@ -376,7 +385,8 @@ func (s *session) copyChunk(w io.Writer, n int64) (int64, error) {
 }
 
 func (s *session) discard(n int64) error {
-	_, err := s.copyChunk(io.Discard, n)
+	var last byte
+	_, err := s.copyChunk(io.Discard, n, &last)
 	if err != nil {
 		if errors.Is(err, errTimeout) {
 			s.reply(fmt.Sprintf("421 4.4.2 %s Error: timeout exceeded", s.cfg.Hostname))

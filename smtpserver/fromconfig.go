@@ -15,6 +15,8 @@ import (
 // names, banner and limits, the XCLIENT/XFORWARD host lists, the TLS
 // policy words, and a Checker built with restrictions.FromConfig(c, opts).
 // Handoff, Auth, TLS (the certificate) and Logger are left to the caller.
+// RoleLMTP does not use smtpd_banner: its greeting is
+// "$myhostname LMTP $mail_name".
 // The submission roles get Debian master.cf's overrides:
 // smtpd_tls_security_level=encrypt for submission, smtpd_tls_wrappermode
 // for submissions, smtpd_tls_auth_only=yes for submission, and for both
@@ -26,7 +28,13 @@ func ConfigFrom(ctx context.Context, c *config.Config, role Role, opts restricti
 	b, n := r.Bool, r.Int
 	cfg.Hostname = c.Get("myhostname")
 	cfg.MailName = c.Get("mail_name")
-	cfg.Banner = c.Get("smtpd_banner")
+	if role != RoleLMTP {
+		cfg.Banner = c.Get("smtpd_banner")
+	}
+	// else New's default, "$myhostname LMTP $mail_name": smtpd_banner
+	// belongs to Postfix's smtpd, whose default says ESMTP, and an LMTP
+	// server announces LMTP (RFC 2033 §4.1 leaves the text free; Cyrus
+	// says "HOST LMTP Cyrus vX ready", Dovecot "HOST Dovecot ready").
 	cfg.MessageSizeLimit = r.Size("message_size_limit")
 	if cfg.MessageSizeLimit == 0 {
 		cfg.MessageSizeLimit = -1
@@ -47,7 +55,10 @@ func ConfigFrom(ctx context.Context, c *config.Config, role Role, opts restricti
 	cfg.DelayReject = b("smtpd_delay_reject")
 	cfg.TLSAuthOnly = b("smtpd_tls_auth_only")
 	cfg.TLSReceivedHeader = b("smtpd_tls_received_header")
+	cfg.SASLAuthenticatedHeader = b("smtpd_sasl_authenticated_header")
+	cfg.ForbidUnauthPipelining = b("smtpd_forbid_unauth_pipelining")
 	cfg.BrokenSASLAuthClients = b("broken_sasl_auth_clients")
+	cfg.SASLService = c.Get("smtpd_sasl_service")
 	cfg.TLSFingerprintDigest = c.Get("smtpd_tls_fingerprint_digest")
 	cfg.InetProtocols = config.SplitList(c.Get("inet_protocols"))
 	cfg.DiscardEHLOKeywords = config.SplitList(c.Get("smtpd_discard_ehlo_keywords"))
@@ -73,6 +84,9 @@ func ConfigFrom(ctx context.Context, c *config.Config, role Role, opts restricti
 	cfg.XForwardHosts = list("smtpd_authorized_xforward_hosts", maps.HostMatch)
 	cfg.BareNewlineExclusions = list("smtpd_forbid_bare_newline_exclusions", maps.HostMatch)
 	cfg.FastFlushDomains = list("fast_flush_domains", maps.DomainMatch)
+	if cfg.ForbiddenCommands = list("smtpd_forbidden_commands", maps.StringMatch); cfg.ForbiddenCommands == nil {
+		cfg.ForbiddenCommands = new(maps.MatchList)
+	}
 	if err := r.Err(); err != nil {
 		return cfg, fmt.Errorf("smtpserver: %w", err)
 	}

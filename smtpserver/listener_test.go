@@ -257,60 +257,6 @@ func TestListenerAcceptBackoff(t *testing.T) {
 	}
 }
 
-func TestIdleConn(t *testing.T) {
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer inner.Close()
-	ch := acceptOne(inner)
-	client := mustDial(t, inner.Addr().String())
-	server := <-ch
-	defer server.Close()
-
-	// A slow but steady client is never cut off: every read gets its
-	// own deadline.
-	ic := newIdleConn(server, 2*time.Second)
-	go func() {
-		for i := 0; i < 5; i++ {
-			client.Write([]byte{'a' + byte(i)})
-			time.Sleep(20 * time.Millisecond)
-		}
-	}()
-	got := make([]byte, 0, 5)
-	buf := make([]byte, 5)
-	for len(got) < 5 {
-		n, err := ic.Read(buf)
-		if err != nil {
-			t.Fatalf("read after %q: %v", got, err)
-		}
-		got = append(got, buf[:n]...)
-	}
-	if string(got) != "abcde" {
-		t.Errorf("read %q", got)
-	}
-
-	// A stalled client times out, and the timeout is sticky: data that
-	// arrives later is not read.
-	ic.SetTimeout(50 * time.Millisecond)
-	_, err = ic.Read(buf)
-	var ne net.Error
-	if !errors.As(err, &ne) || !ne.Timeout() {
-		t.Fatalf("stalled read: %v, want a timeout", err)
-	}
-	client.Write([]byte("late\r\n"))
-	ic.SetTimeout(5 * time.Second)
-	if n, err2 := ic.Read(buf); n != 0 || err2 == nil || err2.Error() != err.Error() {
-		t.Errorf("read after timeout = %d, %v; want the first timeout again", n, err2)
-	}
-	if !ic.TimedOut() {
-		t.Error("TimedOut() = false")
-	}
-	if pc, ok := peerOf(ic); ok {
-		t.Errorf("peerOf found %v under a plain conn", pc)
-	}
-}
-
 // BenchmarkAccept compares a bare listener with a Listener that checks
 // the connection limits, in the same run: each op is dial, accept, close.
 func BenchmarkAccept(b *testing.B) {

@@ -2,6 +2,7 @@ package smtpserver
 
 import (
 	"context"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -113,6 +114,11 @@ func TestProtocolAgainstPostfix(t *testing.T) {
 		{"helo first", cmds("ETRN example.com", "MAIL FROM:<a@example.com>", "ETRN example.com", "AUTH PLAIN", "HELO c.example", "MAIL FROM:<a@example.com>", "HELO d.example", "RCPT TO:<b@example.com>")},
 		{"misc", cmds("EHLO c.example", "FOO", "", "VRFY", "VRFY a@example.com", "ETRN", "ETRN example.com", "HELP", "EXPN x", "QUIT")},
 		{"forbidden", cmds("EHLO c.example", "Subject: hello", "NOOP")},
+		{"forbidden get", cmds("EHLO c.example", "GET / HTTP/1.0", "NOOP")},
+		{"forbidden post", cmds("POST /x HTTP/1.1", "NOOP")},
+		{"forbidden to", cmds("EHLO c.example", "To: someone", "X-Mailer: x", "NOOP")},
+		{"forbidden digit", cmds("EHLO c.example", "1abc", "NOOP")},
+		{"forbidden lower", cmds("EHLO c.example", "noop", "received: x", "NOOP")},
 		{"too big", append(cmds("EHLO c.example", "MAIL FROM:<a@example.com>", "RCPT TO:<b@example.com>", "DATA"),
 			step{"Subject: x\r\n\r\n" + strings.Repeat(strings.Repeat("x", 70)+"\r\n", 40) + ".\r\n", 1}, step{"NOOP\r\n", 1})},
 		{"long body line", append(cmds("EHLO c.example", "MAIL FROM:<a@example.com>", "RCPT TO:<b@example.com>", "DATA"),
@@ -131,6 +137,14 @@ func TestProtocolAgainstPostfix(t *testing.T) {
 		{"bdat", append(cmds("EHLO c.example", "MAIL FROM:<a@example.com>", "RCPT TO:<b@example.com>"),
 			step{"BDAT 10\r\nSubject: x", 1}, step{"BDAT 6 LAST\r\n\r\nhi\r\n", 1}, step{"BDAT x\r\n", 1}, step{"QUIT\r\n", 1})},
 		{"bdat no rcpt", append(cmds("EHLO c.example"), step{"BDAT 4\r\nabcd", 1}, step{"MAIL FROM:<a@example.com>\r\n", 1}, step{"BDAT 4 LAST\r\nabcd", 1})},
+		// A last chunk without a final line end: Postfix ends the
+		// message with one and counts it.
+		{"bdat no final newline", append(cmds("EHLO c.example", "MAIL FROM:<a@example.com>", "RCPT TO:<b@example.com>"),
+			step{"BDAT 5 LAST\r\nhello", 1}, step{"MAIL FROM:<a@example.com>\r\n", 1}, step{"RCPT TO:<b@example.com>\r\n", 1},
+			step{"BDAT 3\r\nab\r", 1}, step{"BDAT 0 LAST\r\n", 1})},
+		{"bdat empty", append(cmds("EHLO c.example", "MAIL FROM:<a@example.com>", "RCPT TO:<b@example.com>"),
+			step{"BDAT 0 LAST\r\n", 1}, step{"MAIL FROM:<a@example.com>\r\n", 1}, step{"RCPT TO:<b@example.com>\r\n", 1},
+			step{"BDAT 4\r\nab\r\n", 1}, step{"BDAT 0 LAST\r\n", 1})},
 	}
 	compareDialogues(t, pf, ours, ds)
 }
@@ -317,4 +331,49 @@ func TestUnauthPipeliningAgainstPostfix(t *testing.T) {
 		{"ehlo early", []step{{"EHLO c.example\r\nMAIL FROM:<a@example.com>\r\n", 2}, {"RCPT TO:<b@example.com>\r\nDATA\r\n", 2}, {"QUIT\r\n", 1}}},
 	}
 	compareDialogues(t, pf, ours, ds)
+}
+
+// unauthPipeliningDialogues send commands ahead of their replies where
+// RFC 2920 does not allow it (without PIPELINING, after EHLO, DATA or
+// STARTTLS in the same packet) and where it does.
+func unauthPipeliningDialogues() []dialogue {
+	return []dialogue{
+		{"helo pipelined", []step{{"HELO c.example\r\n", 1}, {"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n", 3}, {"QUIT\r\n", 1}}},
+		{"ehlo pipelined", []step{{"EHLO c.example\r\n", 1}, {"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n", 3}, {"x\r\n.\r\n", 1}, {"QUIT\r\n", 1}}},
+		{"data early", []step{{"EHLO c.example\r\n", 1}, {"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nx\r\n.\r\n", 3}, {"QUIT\r\n", 2}}},
+		{"ehlo early", []step{{"EHLO c.example\r\nMAIL FROM:<a@example.com>\r\n", 2}, {"RCPT TO:<b@example.com>\r\nDATA\r\n", 2}, {"QUIT\r\n", 1}}},
+		{"noop early", []step{{"EHLO c.example\r\n", 1}, {"NOOP\r\nNOOP\r\n", 2}, {"QUIT\r\n", 1}}},
+		{"rset quit", []step{{"EHLO c.example\r\n", 1}, {"RSET\r\nQUIT\r\n", 2}}},
+		{"before helo", []step{{"NOOP\r\nHELO c.example\r\n", 2}, {"QUIT\r\n", 1}}},
+		{"unknown early", []step{{"EHLO c.example\r\n", 1}, {"FOO\r\nNOOP\r\n", 2}, {"QUIT\r\n", 1}}},
+		{"unknown without ehlo", []step{{"HELO c.example\r\n", 1}, {"FOO\r\nNOOP\r\n", 2}, {"QUIT\r\n", 1}}},
+		{"rset without ehlo", []step{{"HELO c.example\r\n", 1}, {"RSET\r\nNOOP\r\n", 2}, {"QUIT\r\n", 1}}},
+		{"starttls early", []step{{"EHLO c.example\r\n", 1}, {"STARTTLS\r\nNOOP\r\n", 2}, {"QUIT\r\n", 1}}},
+		{"vrfy early", []step{{"EHLO c.example\r\n", 1}, {"VRFY a@example.com\r\nNOOP\r\n", 2}, {"QUIT\r\n", 1}}},
+		{"quit early", []step{{"EHLO c.example\r\n", 1}, {"QUIT\r\nNOOP\r\n", 1}}},
+		{"bdat", []step{{"EHLO c.example\r\n", 1}, {"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nBDAT 5 LAST\r\nhello", 3}, {"QUIT\r\n", 1}}},
+	}
+}
+
+func TestForbidUnauthPipeliningAgainstPostfix(t *testing.T) {
+	t.Parallel()
+	main := oracleMain + "smtpd_forbid_unauth_pipelining = yes\n"
+	pf, ours, _, _ := startPair(t, main)
+	compareDialogues(t, pf, ours, unauthPipeliningDialogues())
+	compareLogs(t, main, unauthPipeliningDialogues())
+
+	// With TLS on, what follows STARTTLS in the same packet is thrown
+	// away (CVE-2011-0411), not refused.
+	dir, err := os.MkdirTemp("", "fup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	_, crt, key := certFiles(t, dir, "srv", "mx.oracle.test")
+	main += "smtpd_tls_security_level = may\nsmtpd_tls_cert_file = " + crt + "\nsmtpd_tls_key_file = " + key + "\n"
+	pf, ours, _, _ = startPair(t, main)
+	tlsDialogues := []dialogue{{"starttls early with TLS", []step{{"EHLO c.example\r\n", 1}, {"STARTTLS\r\nNOOP\r\n", 1}}}}
+	compareDialogues(t, pf, ours, tlsDialogues)
+	compareLogs(t, main, tlsDialogues)
 }

@@ -4,14 +4,16 @@ import (
 	"crypto/tls"
 	"fmt"
 	"strings"
-	"time"
+
+	"github.com/postkit-mail/postkit/internal/maildate"
 )
 
 // receivedHeader builds smtpd's Received: header (spec §4.7), CRLF
 // terminated:
 //
 //	Received: from HELO (NAME [ADDR])
-//		(using TLSv1.3 with cipher X (256/256 bits))
+//		(using TLSv1.3 with cipher X (256/256 bits) ...)   (tlsdetails.go)
+//		(Authenticated sender: USER)
 //		by HOSTNAME (MAILNAME) with PROTO id QUEUEID
 //		for <rcpt>; DATE
 //
@@ -32,26 +34,21 @@ func (s *session) receivedHeader() string {
 	}
 	fmt.Fprintf(&b, "Received: from %s (%s [%s])\r\n", helo, s.snap.ClientName, addr)
 	if s.tlsState != nil && s.cfg.TLSReceivedHeader {
-		cs := s.tlsState
-		bits := cipherBits(cs.CipherSuite)
-		fmt.Fprintf(&b, "\t(using %s with cipher %s (%d/%d bits))\r\n",
-			tlsVersionName(cs.Version), opensslCipherName(cs.CipherSuite), bits, bits)
+		b.WriteString(s.tlsReceivedLines())
+	}
+	if s.authed && s.cfg.SASLAuthenticatedHeader && s.snap.SASLUsername != "" {
+		fmt.Fprintf(&b, "\t(Authenticated sender: %s)\r\n", printable(s.snap.SASLUsername))
 	}
 	id := s.msg.ID()
 	date := s.cfg.Now().In(s.cfg.Location)
 	if len(s.env.Recipients) == 1 {
 		fmt.Fprintf(&b, "\tby %s (%s) with %s id %s\r\n\tfor <%s>; %s\r\n",
-			s.cfg.Hostname, s.cfg.MailName, s.protocol(), id, s.env.Recipients[0].Addr, rfc822Date(date))
+			s.cfg.Hostname, s.cfg.MailName, s.protocol(), id, s.env.Recipients[0].Addr, maildate.Format(date))
 	} else {
 		fmt.Fprintf(&b, "\tby %s (%s) with %s id %s;\r\n\t%s\r\n",
-			s.cfg.Hostname, s.cfg.MailName, s.protocol(), id, rfc822Date(date))
+			s.cfg.Hostname, s.cfg.MailName, s.protocol(), id, maildate.Format(date))
 	}
 	return b.String()
-}
-
-// rfc822Date is Postfix's mail_date(): "Mon, 26 Nov 2006 17:01:01 -0500 (EST)".
-func rfc822Date(t time.Time) string {
-	return t.Format("Mon, 2 Jan 2006 15:04:05 -0700 (MST)")
 }
 
 // opensslCipherName gives the name OpenSSL (and so Postfix) logs for a

@@ -70,8 +70,14 @@ type Config struct {
 	Auth AuthBackend
 	// BrokenSASLAuthClients adds the "AUTH=mechs" EHLO line.
 	BrokenSASLAuthClients bool
+	// SASLService is smtpd_sasl_service ("smtp"), the service name the
+	// auth server is told (auth.ClientInfo).
+	SASLService string
 
-	// TLS is the server's TLS configuration; nil means no TLS.
+	// TLS is the server's TLS configuration; nil means no TLS. New works
+	// on a clone of it (to learn which certificate each handshake used,
+	// for Received:): replace certificates at run time through
+	// GetCertificate, not by changing Certificates.
 	TLS         *tls.Config
 	TLSLevel    TLSLevel
 	TLSAuthOnly bool // smtpd_tls_auth_only
@@ -84,17 +90,27 @@ type Config struct {
 
 	MessageSizeLimit int64         // message_size_limit (10240000); negative means no limit
 	RecipientLimit   int           // smtpd_recipient_limit (1000)
-	Timeout          time.Duration // smtpd_timeout (300s)
+	Timeout          time.Duration // smtpd_timeout (300s), for each read and each write
 	// DataIdleTimeout bounds each read during DATA/BDAT; default Timeout.
 	DataIdleTimeout time.Duration
-	HardErrorLimit  int           // smtpd_hard_error_limit (20)
-	SoftErrorLimit  int           // smtpd_soft_error_limit (10)
-	ErrorSleepTime  time.Duration // smtpd_error_sleep_time (1s); negative means none
+	HardErrorLimit  int // smtpd_hard_error_limit (20)
+	SoftErrorLimit  int // smtpd_soft_error_limit (10)
+	// ErrorSleepTime is smtpd_error_sleep_time (1s; negative means none):
+	// once the client has made SoftErrorLimit errors, every reply waits
+	// this long first, the 421 of HardErrorLimit included; an error
+	// counts from the reply after its own; a delivered message resets
+	// the count (as Postfix 3.7.11 does, errorsleep_oracle_test.go).
+	ErrorSleepTime time.Duration
 	// Sleep waits for the error sleep; nil sleeps on a timer (tests
 	// inject a fast one).
 	Sleep func(ctx context.Context, d time.Duration) error
 
 	ForbidBareNewline BareNewline // smtpd_forbid_bare_newline
+	// ForbidUnauthPipelining is smtpd_forbid_unauth_pipelining: a client
+	// that pipelines where RFC 2920 §3.1 does not allow it (or without
+	// PIPELINING) gets "554 5.5.0 Error: SMTP protocol synchronization"
+	// and is disconnected.
+	ForbidUnauthPipelining bool
 	// BareNewlineRejectCode is smtpd_forbid_bare_newline_reject_code
 	// (550).
 	BareNewlineRejectCode int
@@ -109,6 +125,15 @@ type Config struct {
 	// Flush, when set, is called for an accepted ETRN (Postfix's
 	// flush(8) service); nil only answers "250 Queuing started".
 	Flush func(ctx context.Context, site string) error
+
+	// ForbiddenCommands is smtpd_forbidden_commands: verbs (matched as
+	// the client wrote them) that show a client which does not speak
+	// SMTP; it gets "221 2.7.0 Error: I can break rules, too. Goodbye."
+	// and is disconnected, as is a client that sends a header line as a
+	// command. nil means Postfix's default (CONNECT GET POST
+	// regexp:{{/^[^A-Z]/ Bogus}}); an empty new(maps.MatchList) forbids
+	// only header lines.
+	ForbiddenCommands *maps.MatchList
 
 	DisableVRFY         bool            // disable_vrfy_command
 	XClientHosts        *maps.MatchList // smtpd_authorized_xclient_hosts
@@ -128,9 +153,13 @@ type Config struct {
 	Now                  func() time.Time
 	Location             *time.Location // for the Received: date; default time.Local
 	ProtocolNameOverride string         // e.g. "LMTP"
-	// TLSReceivedHeader is smtpd_tls_received_header: the TLS details line
-	// in Received:.
+	// TLSReceivedHeader is smtpd_tls_received_header: the TLS details
+	// lines in Received: (protocol, cipher, key exchange, signatures, the
+	// client certificate), as Postfix 3.7 writes them.
 	TLSReceivedHeader bool
+	// SASLAuthenticatedHeader is smtpd_sasl_authenticated_header: an
+	// "(Authenticated sender: USER)" line in Received: after a login.
+	SASLAuthenticatedHeader bool
 	// InetProtocols is inet_protocols ("ipv4", "ipv6"; empty or "all":
 	// both); XCLIENT and XFORWARD refuse addresses of other families.
 	InetProtocols []string
@@ -140,6 +169,12 @@ type Config struct {
 type Server struct {
 	cfg Config
 	log *slog.Logger
+	// tlsConf is cfg.TLS as the handshakes use it (certRecorder);
+	// handshakes maps the raw conn of a handshake in progress to its
+	// session.
+	tlsConf    *tls.Config
+	handshakes sync.Map
+	forbidden  *maps.MatchList
 
 	mu       sync.Mutex
 	lns      map[net.Listener]struct{}
@@ -170,8 +205,20 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Hostname == "" {
 		cfg.Hostname = "localhost"
 	}
+	forbidden := cfg.ForbiddenCommands
+	if forbidden == nil {
+		var err error
+		forbidden, err = maps.NewMatchList(context.Background(), maps.MatchListConfig{
+			Name: "smtpd_forbidden_commands", Kind: maps.StringMatch}, []string{defaultForbiddenCommands})
+		if err != nil {
+			return nil, fmt.Errorf("smtpserver: %w", err)
+		}
+	}
 	if cfg.MailName == "" {
 		cfg.MailName = "Postfix"
+	}
+	if cfg.SASLService == "" {
+		cfg.SASLService = "smtp"
 	}
 	if cfg.Banner == "" {
 		cfg.Banner = cfg.Hostname + " ESMTP " + cfg.MailName
@@ -235,8 +282,10 @@ func New(cfg Config) (*Server, error) {
 		lg = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{cfg: cfg, log: lg, lns: map[net.Listener]struct{}{}, started: time.Now(),
-		sessions: map[*session]struct{}{}, ctx: ctx, cancel: cancel}, nil
+	srv := &Server{cfg: cfg, log: lg, forbidden: forbidden, lns: map[net.Listener]struct{}{}, started: time.Now(),
+		sessions: map[*session]struct{}{}, ctx: ctx, cancel: cancel}
+	srv.tlsConf = srv.certRecorder(cfg.TLS)
+	return srv, nil
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

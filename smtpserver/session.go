@@ -35,8 +35,11 @@ type session struct {
 	snap     restrictions.Snapshot
 	namaddr  string // "NAME[ADDR]" for logs and replies
 	tlsState *tls.ConnectionState
-	esmtp    bool // the client used EHLO (PIPELINING offered)
-	authed   bool
+	// tlsCert is the server certificate the handshake chose, when known
+	// (certRecorder).
+	tlsCert *tls.Certificate
+	esmtp   bool // the client used EHLO (PIPELINING offered)
+	authed  bool
 	// accessDenied is the client-stage rejection of the connect stage
 	// with smtpd_delay_reject = no.
 	accessDenied *restrictions.Reply
@@ -57,17 +60,49 @@ type session struct {
 	counts     map[string]*[2]int // command -> {ok, total}
 	lastCmd    string             // for "lost connection after CMD"
 	dataBytes  int64
-	limits     *ClientLimits
+	limits     *ClientLimits // per-client rate limits from the Listener; nil: none
 	lineBuf    []byte        // reused by readLine
-	msgBuf     *bufio.Writer // reused for the message stream // per-client rate limits from the Listener; nil: none
+	// readTimeout is the deadline of each read (timedIO).
+	readTimeout time.Duration
+	msgBuf      *bufio.Writer // reused for the message stream
 }
 
 func newSession(srv *Server, c net.Conn) *session {
 	ctx, cancel := context.WithCancel(srv.ctx)
 	s := &session{srv: srv, cfg: &srv.cfg, conn: c, ctx: ctx, stop: cancel,
-		br: bufio.NewReaderSize(c, 4096), bw: bufio.NewWriterSize(c, 4096),
-		counts: map[string]*[2]int{}, lastCmd: "CONNECT"}
+		counts: map[string]*[2]int{}, lastCmd: "CONNECT", readTimeout: srv.cfg.Timeout}
+	s.br = bufio.NewReaderSize(timedIO{s}, 4096)
+	// Replies are short; 1 KiB holds a pipelined group of them and
+	// keeps an idle session small (BenchmarkIdleConnections).
+	s.bw = bufio.NewWriterSize(timedIO{s}, 1024)
 	return s
+}
+
+// timedIO is the session's one timeout mechanism: every Read and Write
+// on the client connection gets its own deadline, as each read(2) and
+// write(2) of Postfix's smtpd gets smtpd_timeout. A slow but steady
+// client is never cut off in the middle of a long message; a stalled one
+// is, after readTimeout (smtpd_timeout, or Config.DataIdleTimeout while
+// message data is read). The session ends at the first timeout, so it
+// never goes on with half-read input (../shared/docs/go-libraries.md
+// §1.8). It reads and writes s.conn, the TLS layer once there is one.
+type timedIO struct{ s *session }
+
+func (t timedIO) Read(p []byte) (int, error) {
+	s := t.s
+	s.conn.SetReadDeadline(time.Now().Add(s.readTimeout))
+	// A shutdown that came between the idle mark and this deadline
+	// must still wake the session (requestStop).
+	if s.idle.Load() && s.stopReq.Load() {
+		s.conn.SetReadDeadline(time.Now())
+	}
+	return s.conn.Read(p)
+}
+
+func (t timedIO) Write(p []byte) (int, error) {
+	s := t.s
+	s.conn.SetWriteDeadline(time.Now().Add(s.cfg.Timeout))
+	return s.conn.Write(p)
 }
 
 // requestStop asks the session to end at the next command boundary; an
@@ -130,38 +165,25 @@ func (s *session) run() {
 	// Implicit TLS (port 465): the server wraps the connection, unless
 	// the caller's listener already did (tls.NewListener over Listener).
 	preTLS, wrapped := s.conn.(*tls.Conn)
-	if wrapped || s.cfg.Role == RoleSubmissions && s.cfg.TLS != nil {
-		if reply, ok := s.limits.NewTLSSession(); !ok {
-			s.setupPeer()
-			s.logf("connect from %s", s.namaddr)
-			s.bw.WriteString(reply + "\r\n")
-			s.bw.Flush()
-			s.logDisconnect()
-			return
-		}
-		tc := preTLS
-		if !wrapped {
-			tc = tls.Server(s.conn, s.cfg.TLS)
-		}
-		tc.SetDeadline(time.Now().Add(s.cfg.Timeout))
-		if err := tc.HandshakeContext(s.ctx); err != nil {
-			s.setupPeer()
-			s.logf("connect from %s", s.namaddr)
-			s.logf("SSL_accept error from %s: %v", s.namaddr, err)
-			s.logf("lost connection after CONNECT from %s", s.namaddr)
-			s.logDisconnect()
-			return
-		}
-		tc.SetDeadline(time.Time{})
-		s.conn = tc
-		cs := tc.ConnectionState()
-		s.setTLS(&cs)
-		s.br.Reset(tc)
-		s.bw.Reset(tc)
-	}
 	s.setupPeer()
 	s.logf("connect from %s", s.namaddr)
 	defer s.logDisconnect()
+	if wrapped || s.cfg.Role == RoleSubmissions && s.cfg.TLS != nil {
+		if err := s.handshake(preTLS); err != nil {
+			s.logf("SSL_accept error from %s: %s", s.namaddr, handshakeError(err))
+			s.logf("lost connection after CONNECT from %s", s.namaddr)
+			return
+		}
+		// smtpd_client_new_tls_session_rate_limit counts full
+		// handshakes only; the 421 goes out over TLS.
+		if !s.tlsState.DidResume {
+			if reply, ok := s.limits.NewTLSSession(); !ok {
+				s.reply(reply)
+				s.bw.Flush()
+				return
+			}
+		}
+	}
 	if s.connectStage("CONNECT") {
 		s.loop()
 	}
@@ -247,6 +269,14 @@ func mergeEffects(dst *restrictions.Effects, src restrictions.Effects) {
 // output is flushed before the next blocking read, so that pipelined
 // replies go out in one write (RFC 2920).
 func (s *session) reply(text string) {
+	// smtpd_soft_error_limit, smtpd_error_sleep_time: once the client has
+	// made that many errors every reply is delayed, the 421 of
+	// smtpd_hard_error_limit included. A command's own error counts from
+	// the next reply on (seen with Postfix 3.7.11,
+	// errorsleep_oracle_test.go). Server.Close cuts the wait short.
+	if s.errorCount >= s.cfg.SoftErrorLimit && s.cfg.ErrorSleepTime > 0 {
+		s.cfg.Sleep(s.ctx, s.cfg.ErrorSleepTime)
+	}
 	// A reply may echo client text; never let a CR or other control
 	// character through.
 	text = strings.Map(func(r rune) rune {
@@ -273,11 +303,10 @@ func (s *session) reply(text string) {
 	}
 }
 
-// replyErr is reply for a 4xx/5xx that counts as a client error; it
-// applies the error sleep of smtpd_soft_error_limit first.
+// replyErr is reply for a 4xx/5xx that counts as a client error.
 func (s *session) replyErr(text string) {
-	s.errorCount++
 	s.reply(text)
+	s.errorCount++
 }
 
 // command-line reading errors.
@@ -295,7 +324,7 @@ func (s *session) readLine(timeout time.Duration) (line []byte, bare bool, err e
 			return nil, false, errLost
 		}
 	}
-	s.conn.SetReadDeadline(time.Now().Add(timeout))
+	s.readTimeout = timeout
 	limit := s.cfg.LineLengthLimit
 	buf := s.lineBuf[:0]
 	defer func() { s.lineBuf = buf[:0] }()
@@ -343,7 +372,6 @@ func (s *session) loop() {
 			s.logf("too many errors after %s from %s", s.lastCmd, s.namaddr)
 			return
 		}
-		s.conn.SetReadDeadline(time.Now().Add(s.cfg.Timeout))
 		s.idle.Store(true)
 		if s.stopReq.Load() && s.br.Buffered() == 0 {
 			s.reply("421 4.3.2 " + s.cfg.Hostname + " Service shutting down, closing transmission channel")
@@ -398,8 +426,11 @@ func (s *session) notePipelining(verb string) {
 		return
 	}
 	switch verb {
-	case "EHLO", "HELO", "LHLO", "DATA", "VRFY", "NOOP", "STARTTLS":
+	case "EHLO", "HELO", "LHLO", "DATA", "VRFY", "NOOP":
 		// RFC 2920 §3.1: these end a group of pipelined commands.
+		// STARTTLS ends one too, but what follows it in the same
+		// packet is thrown away unread (cmdStartTLS), and Postfix
+		// neither logs nor refuses it (seen with Postfix 3.7.11).
 	case "BDAT", "QUIT":
 		// BDAT is followed by its chunk; after QUIT nothing matters.
 		return

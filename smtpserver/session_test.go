@@ -124,6 +124,35 @@ func TestDataIdleTimeout(t *testing.T) {
 	}
 }
 
+// TestSlowSteadyClient: the timeouts apply to each read, not to a line
+// or the whole message; a client that sends one line in pieces, each
+// within the timeout, is served however long the line takes.
+func TestSlowSteadyClient(t *testing.T) {
+	addr, h, _ := startServer(t, Config{Timeout: 300 * time.Millisecond, DataIdleTimeout: 300 * time.Millisecond})
+	c, _ := dial(t, addr)
+	for _, piece := range []string{"EH", "LO c.ex", "ample\r\n"} {
+		c.send(piece)
+		time.Sleep(120 * time.Millisecond)
+	}
+	if r := c.read(); !strings.HasPrefix(r, "250") {
+		t.Fatalf("EHLO sent slowly: %q", r)
+	}
+	c.cmd("MAIL FROM:<a@example.com>")
+	c.cmd("RCPT TO:<b@example.com>")
+	c.cmd("DATA")
+	c.send("Subject: slow\r\n\r\n")
+	for range 8 {
+		time.Sleep(120 * time.Millisecond)
+		c.send(strings.Repeat("x", 100))
+	}
+	if r := c.cmd("\r\n."); !strings.HasPrefix(r, "250 2.0.0 Ok: queued") {
+		t.Fatalf("end of a slow message: %q", r)
+	}
+	if n := len(h.messages()); n != 1 {
+		t.Errorf("%d messages committed, want 1", n)
+	}
+}
+
 func TestShutdownFinishesTransaction(t *testing.T) {
 	h := &memHandoff{}
 	srv, err := New(Config{Hostname: "mx.test", Handoff: h})

@@ -201,8 +201,17 @@ func TLSConfigFrom(c *config.Config, role Role) (*tls.Config, TLSPolicy, error) 
 		return fail(cipherParam, err)
 	}
 
+	// The CAs of smtpd_tls_CAfile (not those of CApath) are named in the
+	// certificate request, as Postfix does (postconf(5)
+	// smtpd_tls_CAfile); clients such as Go's then withhold a
+	// certificate of another issuer. Use smtpd_tls_CApath for CAs that
+	// must not be named.
+	var namedCAs *x509.CertPool
 	if caFile := strings.TrimSpace(c.Get("smtpd_tls_CAfile")); caFile != "" {
 		if pol.clientCAs, err = loadCAFile(pol.clientCAs, caFile); err != nil {
+			return fail("smtpd_tls_CAfile", err)
+		}
+		if namedCAs, err = loadCAFile(nil, caFile); err != nil {
 			return fail("smtpd_tls_CAfile", err)
 		}
 	}
@@ -219,11 +228,11 @@ func TLSConfigFrom(c *config.Config, role Role) (*tls.Config, TLSPolicy, error) 
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
 		cfg.ClientCAs = pol.clientCAs
 	case pol.AskCert:
-		// No CA list in the request: clients (Go's among them) withhold
-		// a certificate that does not match the list, and a certificate
-		// known only by its fingerprint (relay_clientcerts) must still
-		// be sent.
+		// RequestClientCert: crypto/tls only names the CAs, the policy
+		// verifies (TLSPolicy.TLSInfo), so that a certificate known only
+		// by its fingerprint (relay_clientcerts) is accepted too.
 		cfg.ClientAuth = tls.RequestClientCert
+		cfg.ClientCAs = namedCAs
 	}
 	return cfg, pol, nil
 }

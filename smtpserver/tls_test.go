@@ -234,7 +234,10 @@ smtpd_tls_CAfile = %s
 	} {
 		ccfg := &tls.Config{InsecureSkipVerify: true}
 		if tc.cert != nil {
-			ccfg.Certificates = []tls.Certificate{*tc.cert}
+			// Sent whatever CAs the request names (the server names
+			// those of smtpd_tls_CAfile), as openssl s_client does.
+			cert := tc.cert
+			ccfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
 		}
 		c, err := tls.Dial("tcp", addr, ccfg)
 		if err != nil {
@@ -343,5 +346,56 @@ func TestSelfSigned(t *testing.T) {
 	}
 	if err := cert.Leaf.VerifyHostname("127.0.0.1"); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestImplicitTLSNewSessionLimit: on port 465 the new-TLS-session rate
+// limit counts full handshakes only and refuses with a 421 sent over TLS
+// after the handshake; a resumed session is not counted.
+func TestImplicitTLSNewSessionLimit(t *testing.T) {
+	cert, err := SelfSigned("mx.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(Config{Hostname: "mx.test", Role: RoleSubmissions, Handoff: discardHandoff{},
+		TLS: &tls.Config{Certificates: []tls.Certificate{cert}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner := listen(t)
+	ln, err := NewListener(inner, ListenerConfig{Hostname: "mx.test", Service: "submissions",
+		Limits: Limits{NewTLSSessionRateLimit: 1, TimeUnit: time.Minute, Hostname: "mx.test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	cache := tls.NewLRUClientSessionCache(4)
+	greet := func(cc *tls.Config) (string, bool) {
+		c, err := tls.Dial("tcp", inner.Addr().String(), cc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		resumed := c.ConnectionState().DidResume
+		fmt.Fprintf(c, "QUIT\r\n")
+		return strings.TrimSpace(line), resumed
+	}
+	withCache := &tls.Config{InsecureSkipVerify: true, ClientSessionCache: cache}
+	for i, want := range []struct {
+		cc      *tls.Config
+		greet   string
+		resumed bool
+	}{
+		{withCache, "220 mx.test ESMTP Postfix", false},
+		{withCache, "220 mx.test ESMTP Postfix", true},
+		{&tls.Config{InsecureSkipVerify: true}, "421 4.7.0 mx.test Error: too many new TLS sessions from unknown[127.0.0.1]", false},
+	} {
+		got, resumed := greet(want.cc)
+		if got != want.greet || resumed != want.resumed {
+			t.Errorf("connection %d: %q (resumed %v), want %q (resumed %v)", i+1, got, resumed, want.greet, want.resumed)
+		}
 	}
 }
