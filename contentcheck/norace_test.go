@@ -1,0 +1,5 @@
+//go:build !race
+
+package contentcheck
+
+const raceEnabled = false
