@@ -25,6 +25,8 @@ var commands = map[string]command{
 	"postalias":  postaliasMain,
 	"newaliases": newaliasesMain,
 	"postconf":   postconfMain,
+	"sendmail":   sendmailMain,
+	"mailq":      mailqMain,
 }
 
 func main() {
