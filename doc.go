@@ -39,8 +39,8 @@
 // session snapshot to Postfix's reply, usable on its own to unit-test a
 // mail policy.
 //
-// The command line, cmd/postkit, offers postmap, postalias, newaliases and
-// postconf with Postfix's flags, output and exit codes.
+// The command line, cmd/postkit, offers postmap, postalias, newaliases,
+// postconf and sendmail with Postfix's flags, output and exit codes.
 //
 // [github.com/postkit-mail/postkit/smtpserver] is the SMTP and LMTP server
 // (Postfix's smtpd and anvil), streaming accepted mail to a hand-off
@@ -48,6 +48,17 @@
 // databases, password schemes and SASL mechanisms it authenticates with,
 // and speaks Dovecot's auth protocol both ways.
 //
-// Parts not yet written (cleanup, queue, mda, mailbox, IMAP and POP3) are
-// listed here as they land.
+// Behind the server's hand-off, [github.com/postkit-mail/postkit/cleanup]
+// turns a received message into a queued one: it rewrites addresses with
+// [github.com/postkit-mail/postkit/rewrite] (trivial-rewrite's canonical
+// form, canonical, virtual and generic maps, masquerading), runs
+// header_checks and body_checks with
+// [github.com/postkit-mail/postkit/contentcheck], and milters and DKIM with
+// [github.com/postkit-mail/postkit/milter] and
+// [github.com/postkit-mail/postkit/dkim]. Local submission enters through
+// [github.com/postkit-mail/postkit/pickup], which postkit sendmail writes
+// into.
+//
+// Parts not yet written (queue, mda, mailbox, IMAP and POP3) are listed
+// here as they land.
 package postkit
