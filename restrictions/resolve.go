@@ -240,61 +240,6 @@ func internalize822(toks []tok) string {
 	return b.String()
 }
 
-// isDotString reports whether a local part is an RFC 822 dot-string that
-// needs no quotes; 8-bit text counts as ordinary (is_822_dot_string with
-// QUOTE_FLAG_8BITCLEAN).
-func isDotString(local string) bool {
-	if local == "" || local[0] == '.' || local[len(local)-1] == '.' {
-		return false
-	}
-	for i := 0; i < len(local); i++ {
-		switch c := local[i]; {
-		case c == '.' && i+1 < len(local) && local[i+1] == '.':
-			return false
-		case c == ' ' || c < 0x20 || c == 0x7f:
-			return false
-		case strings.IndexByte("()<>@,;:\\\"[]", c) >= 0:
-			return false
-		}
-	}
-	return true
-}
-
-// quote822Local converts an internal-form address to external form by
-// quoting the local part when it is not a dot-string (quote_822_local). A
-// leading source route ("@a,@b:") is left alone.
-func quote822Local(addr string) string {
-	start := 0
-	if strings.HasPrefix(addr, "@") {
-		if c := strings.IndexByte(addr, ':'); c >= 0 {
-			start = c + 1
-		}
-	}
-	end := strings.LastIndexByte(addr[start:], '@')
-	if end < 0 {
-		end = len(addr)
-	} else {
-		end += start
-	}
-	local := addr[start:end]
-	if isDotString(local) {
-		return addr
-	}
-	var b strings.Builder
-	b.Grow(len(addr) + 4)
-	b.WriteString(addr[:start])
-	b.WriteByte('"')
-	for i := 0; i < len(local); i++ {
-		if c := local[i]; c == '"' || c == '\\' || c == '\r' {
-			b.WriteByte('\\')
-		}
-		b.WriteByte(local[i])
-	}
-	b.WriteByte('"')
-	b.WriteString(addr[end:])
-	return b.String()
-}
-
 func rfindTok(toks []tok, t int) int {
 	for i := len(toks) - 1; i >= 0; i-- {
 		if toks[i].t == t {
@@ -428,7 +373,7 @@ func simpleAddr(addr string) (local, domain string, ok bool) {
 		return "", "", false
 	}
 	local, domain = addr[:at], addr[at+1:]
-	if !isDotString(local) || strings.ContainsAny(local, "%!|") {
+	if address.NeedsQuoting(local) || strings.ContainsAny(local, "%!|") {
 		return "", "", false
 	}
 	if !hostChars(domain) || domain[0] == '.' {
@@ -489,7 +434,7 @@ func (r *builtinResolver) rewriteInternal(addr string) string {
 	if addr == "" {
 		return ""
 	}
-	return internalize822(r.rewriteTree(scan822(quote822Local(addr))))
+	return internalize822(r.rewriteTree(scan822(address.Quote(addr))))
 }
 
 // resolveTokens is the loop of trivial-rewrite's resolve_addr: strip local
@@ -497,7 +442,7 @@ func (r *builtinResolver) rewriteInternal(addr string) string {
 // a bare local part is left. It returns the recipient in internal form and
 // whether its domain is remote.
 func (r *builtinResolver) resolveTokens(ctx context.Context, addr string) (string, bool, error) {
-	toks := scan822(quote822Local(addr))
+	toks := scan822(address.Quote(addr))
 	var saved []tok // the last local @domain that was stripped
 	remote := false
 	loopMax := len(addr) + 100
@@ -552,7 +497,7 @@ func (r *builtinResolver) resolveTokens(ctx context.Context, addr string) (strin
 					op = '@'
 				}
 				if op == '@' {
-					local = quote822Local(local)
+					local = address.Quote(local)
 				}
 				toks = r.rewriteTree(scan822(local))
 				continue

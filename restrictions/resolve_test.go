@@ -8,6 +8,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/postkit-mail/postkit/address"
 	"github.com/postkit-mail/postkit/maps"
 )
 
@@ -292,9 +293,9 @@ func TestQuoteAndScan(t *testing.T) {
 		{"joe(comment)@x", `"joe(comment)"@x`, "joe(comment)@x"},
 		{"joe@x(c) y", "joe@x(c) y", "joe@x (c) y"},
 	} {
-		q := quote822Local(tc.in)
+		q := address.Quote(tc.in)
 		if q != tc.quoted {
-			t.Errorf("quote822Local(%q) = %q, want %q", tc.in, q, tc.quoted)
+			t.Errorf("address.Quote(%q) = %q, want %q", tc.in, q, tc.quoted)
 		}
 		if got := internalize822(scan822(q)); got != tc.internal {
 			t.Errorf("internalize(scan(%q)) = %q, want %q", q, got, tc.internal)
@@ -339,7 +340,7 @@ func FuzzResolve(f *testing.F) {
 		// quoted "!0"0 was cracked open): require it for results whose local
 		// part needs no quotes and holds no routing.
 		at := strings.LastIndexByte(got.Address, '@')
-		if got.Invalid || got.Routed || !isDotString(got.Address[:at]) {
+		if got.Invalid || got.Routed || address.NeedsQuoting(got.Address[:at]) {
 			return
 		}
 		again, err := r.Resolve(ctx, "", got.Address)

@@ -30,7 +30,7 @@ func (r *Rewriter) CanonicalForm(addr string, domain string) string {
 	if domain != "" {
 		origin, mydomain = domain, domain
 	}
-	return address.Unquote(r.canonExternal(quote822(addr), origin, mydomain))
+	return address.Unquote(r.canonExternal(address.Quote(addr), origin, mydomain))
 }
 
 // canonLocal is the canonical form of an external-form address in the
@@ -63,7 +63,7 @@ func (r *Rewriter) canonSlow(ext, origin, mydomain string) string {
 		toks = append(toks, t)
 	}
 	toks = r.canonTokens(toks, origin, mydomain)
-	return quote822(internalizeList(relink(toks)))
+	return address.Quote(internalizeList(relink(toks)))
 }
 
 // alreadyCanonical reports, without tokenizing, whether ext is a plain
@@ -85,7 +85,7 @@ func (r *Rewriter) alreadyCanonical(ext string) bool {
 			at = i
 		}
 	}
-	if at <= 0 || at == len(ext)-1 || ext[len(ext)-1] == '.' || !isDotString(ext[:at]) {
+	if at <= 0 || at == len(ext)-1 || ext[len(ext)-1] == '.' || address.NeedsQuoting(ext[:at]) {
 		return false
 	}
 	return !r.cfg.AppendDotMyDomain || strings.IndexByte(ext[at+1:], '.') >= 0

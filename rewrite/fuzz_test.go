@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/postkit-mail/postkit/address"
 	"github.com/postkit-mail/postkit/maps"
 )
 
@@ -91,7 +92,7 @@ func FuzzCanonicalForm(f *testing.F) {
 	f.Fuzz(func(t *testing.T, addr string) {
 		// The shortcut for plain addresses gives what the full rewrite
 		// gives.
-		ext := quote822(addr)
+		ext := address.Quote(addr)
 		if fast, slow := r.canonExternal(ext, "origin.test", "example.test"), r.canonSlow(ext, "origin.test", "example.test"); fast != slow {
 			t.Fatalf("canonical form of %q: shortcut %q, rewrite %q", ext, fast, slow)
 		}

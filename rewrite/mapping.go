@@ -64,7 +64,7 @@ func (r *Rewriter) mapOnce(ctx context.Context, l maps.List, ext string, form ma
 			} else {
 				in += ext
 			}
-			out[i] = quote822(in)
+			out[i] = address.Quote(in)
 		}
 	}
 	return out, true, nil
@@ -220,7 +220,7 @@ func (r *Rewriter) Sender(ctx context.Context, addr string, noMappings bool) (st
 	if noMappings || a == "" {
 		return a, nil
 	}
-	ext, _, err := r.mapClass(ctx, EnvelopeSender, quote822(a))
+	ext, _, err := r.mapClass(ctx, EnvelopeSender, address.Quote(a))
 	if err != nil {
 		return a, err
 	}
@@ -241,7 +241,7 @@ func (r *Rewriter) Recipient(ctx context.Context, addr string, noMappings bool) 
 	if noMappings || a == "" {
 		return a, nil
 	}
-	ext, _, err := r.mapClass(ctx, EnvelopeRecipient, quote822(a))
+	ext, _, err := r.mapClass(ctx, EnvelopeRecipient, address.Quote(a))
 	if err != nil {
 		return a, err
 	}
@@ -260,7 +260,7 @@ func (r *Rewriter) Generic(ctx context.Context, addr string) (string, error) {
 		return addr, nil
 	}
 	prop := r.cfg.PropagateUnmatchedExtensions&PropagateGeneric != 0
-	ext, _, err := r.map11(ctx, r.cfg.GenericMaps, "generic_maps", quote822(addr), prop, false)
+	ext, _, err := r.map11(ctx, r.cfg.GenericMaps, "generic_maps", address.Quote(addr), prop, false)
 	if err != nil {
 		return addr, err
 	}

@@ -2,6 +2,8 @@ package rewrite
 
 import (
 	"strings"
+
+	"github.com/postkit-mail/postkit/address"
 )
 
 // This file is a tokenizer and parser for RFC 822 address lists that
@@ -395,7 +397,7 @@ func externalize(b *strings.Builder, t *tok, flags int) {
 			if addr.typ == tokAddr {
 				var tmp strings.Builder
 				internalize(&tmp, addr.head)
-				b.WriteString(quote822(tmp.String()))
+				b.WriteString(address.Quote(tmp.String()))
 			}
 			b.WriteByte('>')
 		}
@@ -421,7 +423,7 @@ func externalize(b *strings.Builder, t *tok, flags int) {
 			var tmp strings.Builder
 			internalize(&tmp, t.head)
 			n := b.Len()
-			b.WriteString(quote822(tmp.String()))
+			b.WriteString(address.Quote(tmp.String()))
 			addrLen = b.Len() - n
 		case tokAtom, tokComment:
 			b.WriteString(t.text)
@@ -475,102 +477,5 @@ func externalizeAddr(t *tok) string {
 func internalizeList(t *tok) string {
 	var b strings.Builder
 	internalize(&b, t)
-	return b.String()
-}
-
-// quote822 is Postfix's quote_822_local with 8-bit data left alone: the
-// local part (after any source route, before the last '@') is written as
-// a quoted string unless it is a dot-string.
-func quote822(addr string) string {
-	start := 0
-	if strings.HasPrefix(addr, "@") {
-		if c := strings.IndexByte(addr, ':'); c >= 0 {
-			start = c + 1
-		}
-	}
-	end := strings.LastIndexByte(addr[start:], '@')
-	if end < 0 {
-		end = len(addr)
-	} else {
-		end += start
-	}
-	local := addr[start:end]
-	if isDotString(local) {
-		return addr
-	}
-	var b strings.Builder
-	b.Grow(len(addr) + 4)
-	b.WriteString(addr[:start])
-	b.WriteByte('"')
-	for i := 0; i < len(local); i++ {
-		c := local[i]
-		if c == '"' || c == '\\' || c == '\r' {
-			b.WriteByte('\\')
-		}
-		b.WriteByte(c)
-	}
-	b.WriteByte('"')
-	b.WriteString(addr[end:])
-	return b.String()
-}
-
-func isDotString(s string) bool {
-	if s == "" || s[0] == '.' || s[len(s)-1] == '.' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '.' && i+1 < len(s) && s[i+1] == '.':
-			return false
-		case c == ' ' || c < 0x20 || c == 0x7f:
-			return false
-		case strings.IndexByte("()<>@,;:\\\"[]", c) >= 0:
-			return false
-		}
-	}
-	return true
-}
-
-// unquote822 is Postfix's unquote_822_local.
-func unquote822(addr string) string {
-	if strings.IndexByte(addr, '"') < 0 && strings.IndexByte(addr, '\\') < 0 {
-		return addr
-	}
-	var b strings.Builder
-	start := 0
-	if strings.HasPrefix(addr, "@") {
-		if c := strings.IndexByte(addr, ':'); c >= 0 {
-			start = c + 1
-		}
-	}
-	b.WriteString(addr[:start])
-	// Find the last '@' outside quotes.
-	end := len(addr)
-	inq := false
-	for i := start; i < len(addr); i++ {
-		c := addr[i]
-		switch {
-		case c == '\\' && i+1 < len(addr):
-			i++
-		case c == '"':
-			inq = !inq
-		case c == '@' && !inq:
-			end = i
-		}
-	}
-	for i := start; i < end; i++ {
-		c := addr[i]
-		if c == '\\' && i+1 < end {
-			i++
-			b.WriteByte(addr[i])
-			continue
-		}
-		if c == '"' {
-			continue
-		}
-		b.WriteByte(c)
-	}
-	b.WriteString(addr[end:])
 	return b.String()
 }

@@ -45,7 +45,7 @@ func (r *Rewriter) VirtualAlias(ctx context.Context, addr string) ([]string, err
 			if count >= r.cfg.VirtualAliasRecursionLimit {
 				return nil, &ExpansionError{Addr: addr, Reason: "unreasonable virtual_alias_maps map nesting"}
 			}
-			res, ok, err := r.mapOnce(ctx, r.cfg.VirtualAliasMaps, quote822(list[arg]), maps.ExternalFirst, prop)
+			res, ok, err := r.mapOnce(ctx, r.cfg.VirtualAliasMaps, address.Quote(list[arg]), maps.ExternalFirst, prop)
 			if err != nil {
 				return nil, fmt.Errorf("rewrite: virtual_alias_maps lookup for %s: %w", list[arg], err)
 			}
