@@ -1,0 +1,101 @@
+// Package queue is the durable message store of Postfix's queue
+// (qmgr's queue directories, spec §7): cleanup commits messages into it,
+// the scheduler moves them between states and records per-recipient
+// delivery statuses, and the admin commands (postqueue, postsuper,
+// postcat) list and read it. It implements cleanup.Store.
+//
+// Its first duty is never to lose a message it acknowledged: File.Commit
+// returns nil only when the message's content, envelope and name are on
+// disk (the file and its directory fsynced, or a copy of the file in the
+// fsynced commit journal), and the SMTP server sends 250 only then
+// (DESIGN.md, Durability).
+//
+// # Layout
+//
+// A queue directory holds the file VERSION ("postkit-queue 1", the
+// format version and the lock: one process opens a queue at a time), the
+// commit journal (empty after a clean Close) and the state directories
+// incoming, active, deferred, hold and corrupt (mode 0700, files 0600). A message is one file named by its queue ID in
+// the directory of its state; moving it is a rename. A deferred file's
+// modification time is its next retry time, as in Postfix. There are no
+// bounce/defer/trace directories: each recipient's status (what Postfix
+// writes to those logs) is a record appended to the queue file itself, so
+// a message and its statuses cannot get separated. There is no hashing
+// into subdirectories (hash_queue_names) and no maildrop (see package
+// pickup).
+//
+// # Queue IDs
+//
+// IDs are Postfix's long form (enable_long_queue_ids = yes, spec §7.2):
+// the creation time in base 52 (six or more characters of seconds, four of
+// microseconds), 'z', and the queue file's inode number in base 51, e.g.
+// "4Yxk3B5xWJzBq2". No two files that exist at the same time share an
+// inode, so IDs are unique among queued messages whatever the clock does,
+// across restarts and concurrent creators; within a process the time part
+// strictly increases, so IDs sort in creation order (List).
+//
+// # The queue file
+//
+// See format.go: a 16-byte header (magic, version, content length), the
+// content as written, then checksummed records: the envelope (every
+// cleanup.Envelope field, the CRC-32C of the content, and where the
+// headers end) and any number of appended status records. A file that
+// fails a checksum or does not parse is corrupt: Read refuses it with
+// ErrCorrupt and Open moves it to corrupt/ (logged and listed in
+// Recovery); nothing in corrupt/ is ever delivered or deleted by the
+// queue. A status record torn by a crash is ignored and overwritten by the
+// next one; that can lose only an unacknowledged status, so at worst a
+// recipient is tried again.
+//
+// # Commit and crash safety
+//
+// Create makes incoming/.<pid>-<n> (a name starting with '.' means "not
+// committed") and the ID is known at once; Write streams the content
+// through a 32 KB buffer. Commit appends the envelope and fills in the
+// header; then one of two paths makes the message durable before Commit
+// returns.
+//
+// Without group commit (Options.NoGroupCommit), and with it for messages
+// over 256 KB: fsync the file, rename it to incoming/ID (hold/ID when
+// Envelope.Hold), fsync the directory (shared by the batch with group
+// commit). Whatever instant a crash hits: before the rename only a '.'
+// name exists, and Open removes it (never acknowledged); after the rename
+// the name points at a file already fsynced whole; after the directory
+// fsync the message is durable and Commit may return.
+//
+// With group commit (the default) for messages up to 256 KB, the commit
+// journal (journal.go): a committer goroutine takes every Commit that
+// arrived while it was busy, appends a checksummed copy of each queue file
+// to the file "journal", fdatasyncs it once for the whole batch, then
+// renames the files and answers them all. Before that fdatasync, a crash
+// leaves only '.' names and a torn journal tail, both discarded (never
+// acknowledged). After it, Open's replay rewrites every journaled
+// message whose file is missing or fails its checksum, so the queue files
+// themselves need no fsync at commit. A checkpoint (journal over 32 MB,
+// and Close) fsyncs the journaled files still queued and the directories
+// and empties the journal. Remove writes a tombstone to the journal,
+// durable before the unlink, instead of fsyncing the directory; replay
+// deletes tombstoned files. A message committed and removed between two
+// checkpoints (the common case when delivery is quick) thus costs a share
+// of two journal fdatasyncs and nothing else. Stats counts every fsync.
+//
+// Either way a crash can at worst deliver an unacknowledged message (the
+// disk had it when the process died before answering; the client will
+// resend it), never lose an acknowledged one. Moves (Defer, Hold, Release,
+// Requeue) and status records (MarkRecipients: file fsync plus directory
+// fsync) are durable before they return.
+//
+// Open recovers: the journal is replayed, uncommitted files are removed,
+// messages in active go back to incoming (the scheduler takes them up
+// again, as Postfix's qmgr does at start), and the files in incoming and active (all states with
+// Options.VerifyAll) are checked whole; damaged ones go to corrupt.
+//
+// # What the scheduler and admin commands use
+//
+// Read (envelope, statuses, attributes, content split into header and
+// body for postcat -h/-b), List and Walk (postqueue -p), Move, Defer
+// (retry time), Hold and Release (postsuper -h/-H), Requeue, Remove
+// (postsuper -d), MarkRecipients (per-recipient delivered, delayed or
+// failed, with DSN code and reason), SetAttr (message flags such as a
+// delay warning sent), and an injectable Clock (FakeClock for tests).
+package queue
