@@ -28,12 +28,16 @@ package maps
 // The rewriter also decides whether Go's regexp package may answer "does
 // this rule match?" for the rule: only when every construct it saw means the
 // same in both engines (no lookaround, back-references, atomic groups, \G,
-// \Z, or a "$" that is not at the very end of the pattern). Captures always
-// come from regexp2, so $n results follow PCRE's leftmost-first rules.
+// \Z, or a "$" that is not at the very end of the pattern; a multiline "^"
+// only at the start of a pattern that cannot match empty). Go's engine also
+// gives the $n captures where no group sits under a repetition
+// (reCapturesPlain): its leftmost-first choices are then PCRE's; other
+// captures come from regexp2.
 
 import (
 	"fmt"
 	"regexp"
+	"regexp/syntax"
 	"strconv"
 	"strings"
 
@@ -77,6 +81,10 @@ type rePCRE struct {
 	atomLen       int // length in characters of the last atom, -1 variable
 	errOff        int
 	errMsg        string
+	// startGo is the length of the Go output before the pattern proper;
+	// mCaret says the pattern starts with a multiline "^" written as Go's.
+	startGo int
+	mCaret  bool
 }
 
 type rePCREError struct {
@@ -173,6 +181,7 @@ func rePCRERewrite(pat string, fl rePCREFlags, anchored, dollarEnd bool) (re2Exp
 	if anchored {
 		c.emit(`\A(?:`)
 	}
+	c.startGo = c.outGo.Len()
 	c.run()
 	if c.errMsg == "" && len(c.stack) > 0 {
 		c.fail(len(pat), "missing closing parenthesis")
@@ -182,6 +191,11 @@ func rePCRERewrite(pat string, fl rePCREFlags, anchored, dollarEnd bool) (re2Exp
 	}
 	if anchored {
 		c.emit(`)`)
+	}
+	if c.goSafe && c.mCaret {
+		if re, err := syntax.Parse(c.outGo.String(), syntax.Perl); err != nil || reAnalyse(re).min == 0 {
+			c.goSafe = false
+		}
 	}
 	return c.out2.String(), c.outGo.String(), c.goSafe, c.ngroups, nil
 }
@@ -262,7 +276,16 @@ func (c *rePCRE) run() {
 				// PCRE2's multiline ^ does not match after a newline
 				// that ends the subject; .NET's and Go's do.
 				c.out2.WriteString(`(?:\A|(?<=\n)(?!\z))`)
-				c.goSafe = false
+				if len(c.stack) == 0 && c.outGo.Len() == c.startGo {
+					// At the start of the pattern Go's (?m:^) differs
+					// only at the very end of the key, where a pattern
+					// that cannot match empty cannot match anyway;
+					// rePCRERewrite checks that at the end.
+					c.outGo.WriteString(`(?m:^)`)
+					c.mCaret = true
+				} else {
+					c.goSafe = false
+				}
 			} else {
 				c.emit("^")
 			}
@@ -1283,8 +1306,12 @@ func rePCRECompile(label string, line int, pat, flags string, caps bool, opts *O
 	if goSafe {
 		if re, err := regexp.Compile(goS); err == nil {
 			m.goRE = re
-			m.lit = reRequiredLiteral(goS)
+			m.f = reBuildFilter(goS)
+			m.goCaps = re.NumSubexp() == ngroups && reCapturesPlain(goS)
+			m.split = reSplitDotStar(goS)
 		}
+	} else {
+		m.f, m.sup = reSupersetFilter(re2s)
 	}
 	return m, true
 }

@@ -21,13 +21,18 @@ package maps
 // is no letter, digit or space, and therefore behaves like an opaque byte in
 // both engines.
 //
+// Keys are matched as bytes whatever their encoding, as cleanup(8) does
+// with header_checks and body_checks and as postmap -q does with
+// smtputf8_enable = no; results are returned as the bytes they hold.
+//
 // Lookups try the rules in file order, first match wins, as Postfix does,
-// but skip rules that cannot match: each rule whose pattern requires a
-// literal (found from the Go parse tree, compared ASCII-case-folded) is
-// filed under one trigram of that literal, and a lookup only visits rules
-// whose trigram occurs in the key, plus every rule without such a literal
-// (negated rules, if/endif, regexp2-only patterns). TestRegexpPrefilter and
-// the fuzz targets check this against plain one-by-one evaluation.
+// but skip rules that cannot match (regexp_filter.go): every pattern gets
+// a filter of facts each matching key has (literal sets from alternations,
+// prefixes, lengths, byte classes, back-reference shapes), rules are
+// indexed by the trigrams of their literals and the first bytes of their
+// prefixes, and patterns that only regexp2 can run are first tried as a Go
+// superset. TestRegexpPrefilter, TestRegexpPrefilterOracle and the fuzz
+// targets check this against plain one-by-one evaluation and postmap.
 //
 // Known differences from Postfix 3.7 (each verified with postmap):
 //
@@ -41,19 +46,16 @@ package maps
 //   - pcre: the PCRE2 features listed in pcre.go are refused with a warning
 //     instead of being supported; the offsets in "error in regex at offset
 //     N" warnings are not always PCRE2's.
-//   - a regexp2 match that runs longer than reMatchTimeout fails the lookup
-//     with a temporary error; PCRE2 would go on until its backtracking
-//     limit.
+//   - a regexp2 match that runs longer than reMatchTimeout (10 s) fails
+//     the lookup with a temporary error; PCRE2 would go on until its
+//     backtracking limit.
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"math/bits"
 	"regexp"
-	"regexp/syntax"
 	"strconv"
 	"strings"
 	"sync"
@@ -67,8 +69,10 @@ import (
 // reMatchTimeout bounds one regexp2 match. Postfix has no timeout (PCRE2 has
 // a backtracking limit instead); a runaway pattern here makes the lookup
 // fail with a temporary error, which callers answer with 4xx as Postfix does
-// for a table error.
-const reMatchTimeout = 250 * time.Millisecond
+// for a table error. It is generous because a busy machine must not turn a
+// good message into a deferred one; the prefilters keep regexp2 off most
+// keys anyway. A variable so that tests can shorten it.
+var reMatchTimeout = 10 * time.Second
 
 // rePUA is added to a byte >= 0x80 to give the rune that stands for it.
 const rePUA = 0xF700
@@ -160,12 +164,12 @@ func (t *reTable) Lookup(ctx context.Context, key string) (string, bool, error) 
 	if !t.inline && t.watch.due() {
 		t.maybeReload()
 	}
-	// With smtputf8_enable = yes (the default since compatibility level 1)
-	// Postfix refuses keys that are not valid UTF-8: a warning, no match.
-	if !utf8.ValidString(key) {
-		t.opts.Warnf("", 0, "%s:%s: non-UTF-8 key \"%s\": malformed UTF-8 or invalid codepoint", t.typ, t.name, rePrintable(key))
-		return "", false, nil
-	}
+	// Keys are matched as bytes, whatever their encoding: that is what
+	// Postfix's cleanup does with header_checks and body_checks (a
+	// Latin-1 Subject is matched), and what postmap -q does with
+	// smtputf8_enable = no. (postmap -q with smtputf8_enable = yes refuses
+	// non-UTF-8 keys and results; a caller that wants that checks the key
+	// itself.)
 	rs := t.rules.Load()
 	v, ok, err := rs.lookup(key, true)
 	if err != nil {
@@ -174,31 +178,7 @@ func (t *reTable) Lookup(ctx context.Context, key string) (string, bool, error) 
 	if ok && v == "" {
 		return "", false, &Error{Map: t.Name(), Key: key, Err: ErrEmptyValue}
 	}
-	if ok && !utf8.ValidString(v) {
-		// A $n that cut a multi-byte character in half (Postfix matches
-		// bytes): Postfix refuses the value and the query fails.
-		t.opts.Warnf("", 0, "%s:%s: key \"%s\": non-UTF-8 value \"%s\": malformed UTF-8 or invalid codepoint", t.typ, t.name, rePrintable(key), rePrintable(v))
-		return "", false, &Error{Map: t.Name(), Key: key, Err: reErrNonUTF8Value}
-	}
 	return v, ok, nil
-}
-
-// reErrNonUTF8Value is the error of a lookup whose result is not UTF-8.
-var reErrNonUTF8Value = errors.New("query error: result is not valid UTF-8")
-
-// rePrintable replaces what cannot be shown in a log line with '?'.
-func rePrintable(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); {
-		r, n := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && n <= 1 || r < 0x20 || r == 0x7f {
-			b.WriteByte('?')
-		} else {
-			b.WriteString(s[i : i+n])
-		}
-		i += n
-	}
-	return b.String()
 }
 
 // reLine is one logical line of a table source with the number of its first
@@ -309,8 +289,6 @@ type reRule struct {
 	result []rePart // nil for if/endif
 	subst  bool     // result uses $n
 	end    int      // for if: index of the matching endif (or len(rules))
-	lit    string   // required literal (ASCII-lowercased bytes), "" if none
-	litB   []byte   // lit as bytes
 	extra  bool     // endif followed by text
 }
 
@@ -327,7 +305,16 @@ type reMatcher struct {
 	goRE    *regexp.Regexp
 	re2     *regexp2.Regexp
 	ngroups int
-	lit     string // required literal, ASCII-lowercased, "" if unknown
+	f       *reFilter // what every matching key has; nil: nothing known
+	// sup: for a pattern only regexp2 runs, Go's engine running a superset
+	// of it (reSuperset); a key it does not match cannot match.
+	sup *regexp.Regexp
+	// goCaps: a pcre rule whose captures Go's engine gives exactly as
+	// PCRE does (reCapturesPlain), so regexp2 is not needed at all.
+	goCaps bool
+	// split answers yes/no for a Go-served pattern of the form
+	// \A literal .* rest (reSplitDotStar).
+	split *reSplit
 }
 
 // reKey is a lookup key prepared once for all rules.
@@ -397,7 +384,18 @@ func (k *reKey) getRunes() []rune {
 // match reports whether the pattern matches; with caps it also returns the
 // groups (index 0 is the whole match; "" for a group that took no part).
 func (m *reMatcher) match(k *reKey, caps bool) (bool, []string, error) {
-	if m.goRE != nil && (!caps || m.re2 == nil) {
+	if m.split != nil && !m.split.match(k.mapped) {
+		return false, nil, nil
+	}
+	if m.split != nil && !caps {
+		return true, nil, nil
+	}
+	if m.goRE != nil && caps && m.re2 != nil && !m.goCaps && m.split == nil && !m.goRE.MatchString(k.mapped) {
+		// The Go engine answers "no" for the pcre rules it may serve;
+		// only a match needs regexp2, for its captures.
+		return false, nil, nil
+	}
+	if m.goRE != nil && (!caps || m.re2 == nil || m.goCaps) {
 		if !caps {
 			return m.goRE.MatchString(k.mapped), nil, nil
 		}
@@ -435,46 +433,72 @@ func (m *reMatcher) match(k *reKey, caps bool) (bool, []string, error) {
 type reRuleSet struct {
 	rules []reRule
 	// always: rules that must be looked at whatever the key (if/endif,
-	// negated rules, rules without a usable literal). lits maps a trigram
-	// of ASCII-lowercased bytes to the rules whose required literal holds
-	// it.
+	// negated rules, rules without a literal set of three bytes or more).
+	// tri maps a trigram of ASCII-lowercased bytes to the rules filed
+	// under it (each literal of a rule's set files it under the rarest
+	// trigram of that literal); bloom has a bit for each such trigram, so
+	// that most trigrams of a key cost no map access.
 	always []uint64
 	tri    map[uint32][]int32
+	bloom  []uint64
+	// first: rules whose key must start with one of a few literals, by
+	// the (lowered) first byte of each.
+	first [256][]int32
 }
+
+// reKeyPool holds key summaries with their buffers.
+var reKeyPool = sync.Pool{New: func() any { return &reKeyInfo{} }}
+
+// reKeyPut returns a key summary to the pool, without its key, and
+// without a buffer grown for an unusually long key.
+func reKeyPut(ki *reKeyInfo) {
+	ki.key, ki.lower = "", nil
+	if cap(ki.buf) > 64<<10 {
+		ki.buf = nil
+	}
+	reKeyPool.Put(ki)
+}
+
+// reBloomBit is the bit of trigram t in reRuleSet.bloom (1<<16 bits).
+func reBloomBit(t uint32) uint32 { return (t * 2654435761) >> 16 }
 
 // lookup evaluates the rules in file order; the first match wins. With
 // fast=false every rule is tried one by one, as Postfix does (the reference
 // that tests compare the prefiltered path against).
 func (rs *reRuleSet) lookup(key string, fast bool) (string, bool, error) {
 	k := &reKey{orig: key, mapped: reMapKey(key)}
-	// The prefilter's buffers live on the stack for ordinary keys and
-	// tables (up to 256 bytes, 2048 rules).
-	var lowerBuf [256]byte
+	// The candidate set lives on the stack for tables of up to 2048
+	// rules; the key summary comes from a pool, so that its buffer is
+	// reused from lookup to lookup.
 	var candBuf [32]uint64
 	var cand []uint64
-	var lower []byte
-	if fast && rs.tri != nil {
-		lower = lowerBuf[:0]
-		if len(key) > len(lowerBuf) {
-			lower = make([]byte, 0, len(key))
-		}
-		for i := 0; i < len(key); i++ {
-			c := key[i]
-			if 'A' <= c && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			lower = append(lower, c)
-		}
+	var ki *reKeyInfo
+	if fast {
+		ki = reKeyPool.Get().(*reKeyInfo)
+		defer reKeyPut(ki)
+		ki.init(key, ki.buf)
+		ki.buf = ki.lower
+		lower := ki.lower
 		if len(rs.always) <= len(candBuf) {
 			cand = candBuf[:len(rs.always)]
 		} else {
 			cand = make([]uint64, len(rs.always))
 		}
 		copy(cand, rs.always)
-		for i := 0; i+3 <= len(lower); i++ {
-			t := uint32(lower[i])<<16 | uint32(lower[i+1])<<8 | uint32(lower[i+2])
-			for _, r := range rs.tri[t] {
+		if len(lower) > 0 {
+			for _, r := range rs.first[lower[0]] {
 				cand[r>>6] |= 1 << (uint(r) & 63)
+			}
+		}
+		if len(rs.tri) > 0 {
+			for i := 0; i+3 <= len(lower); i++ {
+				t := uint32(lower[i])<<16 | uint32(lower[i+1])<<8 | uint32(lower[i+2])
+				if h := reBloomBit(t); rs.bloom[h>>6]&(1<<(h&63)) == 0 {
+					continue
+				}
+				for _, r := range rs.tri[t] {
+					cand[r>>6] |= 1 << (uint(r) & 63)
+				}
 			}
 		}
 	}
@@ -491,7 +515,7 @@ func (rs *reRuleSet) lookup(key string, fast bool) (string, bool, error) {
 		case reKindEndif:
 			continue
 		case reKindIf:
-			ok, _, err := r.m1.match(k, false)
+			ok, _, err := r.m1.matchF(k, false, ki)
 			if err != nil {
 				return "", false, fmt.Errorf("line %d: %w", r.line, err)
 			}
@@ -500,10 +524,7 @@ func (rs *reRuleSet) lookup(key string, fast bool) (string, bool, error) {
 			}
 			continue
 		}
-		if cand != nil && r.lit != "" && !bytes.Contains(lower, r.litB) {
-			continue
-		}
-		ok, groups, err := r.m1.match(k, r.subst)
+		ok, groups, err := r.m1.matchF(k, r.subst, ki)
 		if err != nil {
 			return "", false, fmt.Errorf("line %d: %w", r.line, err)
 		}
@@ -511,7 +532,7 @@ func (rs *reRuleSet) lookup(key string, fast bool) (string, bool, error) {
 			continue
 		}
 		if r.m2 != nil {
-			ok2, _, err := r.m2.match(k, false)
+			ok2, _, err := r.m2.matchF(k, false, ki)
 			if err != nil {
 				return "", false, fmt.Errorf("line %d: %w", r.line, err)
 			}
@@ -522,6 +543,19 @@ func (rs *reRuleSet) lookup(key string, fast bool) (string, bool, error) {
 		return reExpand(r.result, groups), true, nil
 	}
 	return "", false, nil
+}
+
+// matchF is match after the pattern's filter: with a key summary (the fast
+// path), a key the filter rules out is answered "no" without running the
+// engine.
+func (m *reMatcher) matchF(k *reKey, caps bool, ki *reKeyInfo) (bool, []string, error) {
+	if ki != nil && m.f != nil && !m.f.possible(ki) {
+		return false, nil, nil
+	}
+	if ki != nil && m.sup != nil && !m.sup.MatchString(k.mapped) {
+		return false, nil, nil
+	}
+	return m.match(k, caps)
 }
 
 // reNextBit returns the first set bit >= i, or a value >= 64*len(b).
@@ -595,38 +629,65 @@ func reBuild(typ, name string, lines []reLine, opts *Options) *reRuleSet {
 	return rs
 }
 
-// index builds the literal prefilter: each positive rule whose pattern
-// requires a literal of three bytes or more is filed under one trigram of
-// it; every other rule is always a candidate.
+// index builds the literal prefilter: each positive rule whose filter
+// has a literal set whose members are all three bytes or longer is filed
+// under one trigram of each member; every other rule is always a
+// candidate (and its filter is tested when it is visited).
 func (rs *reRuleSet) index() {
 	n := len(rs.rules)
 	rs.always = make([]uint64, (n+63)/64)
 	rs.tri = make(map[uint32][]int32)
-	// Count trigram use to file each rule under its rarest trigram.
+	rs.bloom = make([]uint64, 1<<16/64)
+	indexed := func(r *reRule) bool {
+		if r.kind != reKindMatch || r.neg1 || r.m1.f == nil || r.m1.f.anyOf == nil {
+			return false
+		}
+		for _, l := range r.m1.f.anyOf {
+			if len(l) < 3 {
+				return false
+			}
+		}
+		return true
+	}
+	// Count trigram use to file each literal under its rarest trigram.
 	count := make(map[uint32]int)
 	for i := range rs.rules {
-		r := &rs.rules[i]
-		if r.kind == reKindMatch && !r.neg1 && r.m1.lit != "" && len(r.m1.lit) >= 3 {
-			r.lit, r.litB = r.m1.lit, []byte(r.m1.lit)
-			for j := 0; j+3 <= len(r.lit); j++ {
-				count[reTri(r.lit[j:])]++
+		if r := &rs.rules[i]; indexed(r) {
+			for _, l := range r.m1.f.anyOf {
+				for j := 0; j+3 <= len(l); j++ {
+					count[reTri(string(l[j:]))]++
+				}
 			}
 		}
 	}
 	for i := range rs.rules {
 		r := &rs.rules[i]
-		if r.lit == "" {
+		if r.kind == reKindMatch && !r.neg1 && r.m1.f != nil && r.m1.f.prefixes != nil && !r.m1.f.linePrefix {
+			for _, p := range r.m1.f.prefixes {
+				if lst := rs.first[p[0]]; len(lst) == 0 || lst[len(lst)-1] != int32(i) {
+					rs.first[p[0]] = append(lst, int32(i))
+				}
+			}
+			continue
+		}
+		if !indexed(r) {
 			rs.always[i>>6] |= 1 << (uint(i) & 63)
 			continue
 		}
-		best, bestN := uint32(0), -1
-		for j := 0; j+3 <= len(r.lit); j++ {
-			t := reTri(r.lit[j:])
-			if bestN < 0 || count[t] < bestN {
-				best, bestN = t, count[t]
+		for _, l := range r.m1.f.anyOf {
+			best, bestN := uint32(0), -1
+			for j := 0; j+3 <= len(l); j++ {
+				t := reTri(string(l[j:]))
+				if bestN < 0 || count[t] < bestN {
+					best, bestN = t, count[t]
+				}
 			}
+			if lst := rs.tri[best]; len(lst) == 0 || lst[len(lst)-1] != int32(i) {
+				rs.tri[best] = append(lst, int32(i))
+			}
+			h := reBloomBit(best)
+			rs.bloom[h>>6] |= 1 << (h & 63)
 		}
-		rs.tri[best] = append(rs.tri[best], int32(i))
 	}
 }
 
@@ -897,7 +958,8 @@ func reCompile(typ, label string, line int, pat, flags string, caps bool, opts *
 		if err == nil {
 			re.Longest()
 			m.goRE = re
-			m.lit = reRequiredLiteral(tr.goExpr)
+			m.f = reBuildFilter(tr.goExpr)
+			m.split = reSplitDotStar(tr.goExpr)
 			return m, true
 		}
 	}
@@ -910,72 +972,6 @@ func reCompile(typ, label string, line int, pat, flags string, caps bool, opts *
 	}
 	re2.MatchTimeout = reMatchTimeout
 	m.re2 = re2
+	m.f, m.sup = reSupersetFilter(tr.re2Expr)
 	return m, true
-}
-
-// reRequiredLiteral finds a literal (ASCII-lowercased bytes) that every
-// match of the Go pattern expr must contain, or "".
-func reRequiredLiteral(expr string) string {
-	re, err := syntax.Parse(expr, syntax.Perl)
-	if err != nil {
-		return ""
-	}
-	lit := reReqLit(re.Simplify())
-	var b []byte
-	for _, r := range lit {
-		switch {
-		case r < 0x80:
-			c := byte(r)
-			if 'A' <= c && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			b = append(b, c)
-		case r >= rePUA+0x80 && r <= rePUA+0xFF:
-			b = append(b, byte(r-rePUA))
-		default:
-			// A rune outside our byte mapping (cannot come from a
-			// pattern we built); give up on the literal.
-			return ""
-		}
-	}
-	return string(b)
-}
-
-// reReqLit returns the longest literal run that every match of re contains.
-func reReqLit(re *syntax.Regexp) []rune {
-	switch re.Op {
-	case syntax.OpLiteral:
-		return re.Rune
-	case syntax.OpCapture:
-		return reReqLit(re.Sub[0])
-	case syntax.OpPlus:
-		return reReqLit(re.Sub[0])
-	case syntax.OpRepeat:
-		if re.Min >= 1 {
-			return reReqLit(re.Sub[0])
-		}
-	case syntax.OpConcat:
-		var best, run []rune
-		for _, s := range re.Sub {
-			for s.Op == syntax.OpCapture {
-				s = s.Sub[0]
-			}
-			if s.Op == syntax.OpLiteral {
-				run = append(run, s.Rune...)
-				continue
-			}
-			if len(run) > len(best) {
-				best = run
-			}
-			run = nil
-			if l := reReqLit(s); len(l) > len(best) {
-				best = l
-			}
-		}
-		if len(run) > len(best) {
-			best = run
-		}
-		return best
-	}
-	return nil
 }

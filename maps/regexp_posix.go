@@ -61,6 +61,11 @@ type reTok struct {
 	typ int
 	c   byte // the character (rtChar), anchor/class letter, backref digit
 	n   int  // length in bytes
+	// never: an rtChar that matches nothing. With REG_ICASE glibc
+	// upper-cases the subject but reads the letter after a backslash as
+	// written, so "\d", "\t", "\n" or "\x41" (any lower-case letter
+	// but the operators \b, \s and \w) can never match.
+	never bool
 }
 
 type rePosix struct {
@@ -115,7 +120,7 @@ func (c *rePosix) peek() reTok {
 			return reTok{typ: rtEnd}
 		}
 		c2 := c.p[c.i+1]
-		t := reTok{typ: rtChar, c: c2, n: 2}
+		t := reTok{typ: rtChar, c: c2, n: 2, never: c.icase && 'a' <= c2 && c2 <= 'z'}
 		switch c2 {
 		case '|':
 			if !c.ere {
@@ -288,6 +293,9 @@ func (c *rePosix) parseExpression(tok *reTok, nest int) string {
 	switch tok.typ {
 	case rtChar:
 		atom = reLit(tok.c)
+		if tok.never {
+			atom = `[^\x00-\x{10FFFF}]`
+		}
 	case rtOpen:
 		atom = c.parseSubExp(tok, nest)
 		if c.err != "" {
