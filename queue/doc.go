@@ -98,4 +98,29 @@
 // (postsuper -d), MarkRecipients (per-recipient delivered, delayed or
 // failed, with DSN code and reason), SetAttr (message flags such as a
 // delay warning sent), and an injectable Clock (FakeClock for tests).
+//
+// # The scheduler
+//
+// Scheduler (scheduler.go) is Postfix's qmgr over a Queue. It scans
+// incoming when a Commit notifies it (OnCommit) and every queue_run_delay,
+// and deferred every queue_run_delay for files whose time has come,
+// serving the two alternately; held mail is never looked at. It moves up
+// to qmgr_message_active_limit messages to active, asks a Router for each
+// pending recipient's transport and next hop, and hands batches of at most
+// transport_destination_recipient_limit recipients to a Deliverer (the
+// delivery seam, delivery.go), which answers per recipient like LMTP.
+// Each destination has a concurrency window (initial_destination_
+// concurrency, growing by one per good delivery up to transport_
+// destination_concurrency_limit, shrinking on site failures; a window of
+// consecutive failures makes it dead for minimal_backoff_time and its
+// other mail is deferred without an attempt), and destinations take turns
+// (round robin) for the deliveries in flight, so a large one cannot
+// starve the others. Every status is recorded with MarkRecipients as it
+// arrives, so after a crash or a retry only the recipients still pending
+// are tried. A pass ends with expiry (maximal_queue_lifetime,
+// bounce_queue_lifetime for the null sender), the one delay warning
+// (delay_warning_time), the notices handed to a Notifier (package bounce
+// writes them), then Remove or Defer to now + clamp(age,
+// minimal_backoff_time, maximal_backoff_time) (spec §7.4). It logs
+// Postfix's maillog lines through slog.
 package queue

@@ -118,6 +118,7 @@ func (f *File) Commit(ctx context.Context, env *cleanup.Envelope) error {
 		return fmt.Errorf("queue: committing %s: %w", f.id, err)
 	}
 	f.q.stats.commits.Add(1)
+	f.q.committed(f.id)
 	return nil
 }
 

@@ -105,6 +105,8 @@ type Queue struct {
 	stats    counters
 	recovery Recovery
 	jn       *journal
+	// onCommit is called after each Commit (notify.go).
+	onCommit atomic.Pointer[func(id string)]
 }
 
 // Open opens (creating if needed) the queue directory dir, takes its
