@@ -8,7 +8,6 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -22,6 +21,7 @@ import (
 	msgdkim "github.com/emersion/go-msgauth/dkim"
 
 	"github.com/postkit-mail/postkit/dkim"
+	"github.com/postkit-mail/postkit/internal/dkimpy"
 	"github.com/postkit-mail/postkit/internal/oracle"
 	"github.com/postkit-mail/postkit/resolver/dnstest"
 )
@@ -143,7 +143,7 @@ func TestSignVerify(t *testing.T) {
 			if err != nil || ar != want {
 				t.Errorf("Authentication-Results\n got %q\nwant %q (%v)", ar, want, err)
 			}
-			py := []pyCase{{signed, true}}
+			py := []dkimpy.Case{{Msg: signed, Want: true}}
 			// Tampering: body, a signed header, an added From.
 			for _, bad := range []string{
 				strings.Replace(signed, "Hi Bob", "Hi Eve", 1),
@@ -157,9 +157,9 @@ func TestSignVerify(t *testing.T) {
 				if err != nil || len(rs) != 1 || rs[0].Value != dkim.Fail {
 					t.Errorf("tampered: %+v %v", rs, err)
 				}
-				py = append(py, pyCase{bad, false})
+				py = append(py, dkimpy.Case{Msg: bad, Want: false})
 			}
-			pythonVerify(t, records, py...)
+			dkimpy.Verify(t, records, py...)
 		})
 	}
 }
@@ -307,8 +307,8 @@ func TestOpenDKIMSigned(t *testing.T) {
 		rs[0].Domain != "example.com" || rs[0].Selector != "od" {
 		t.Errorf("verify opendkim-testmsg's rsa-sha1 signature: %+v %v, want permerror", rs, err)
 	}
-	pythonVerify(t, map[string]string{"od._domainkey.example.com": rec.String()},
-		pyCase{signed, true}, pyCase{strings.Replace(signed, "Hi Bob", "Hi Eve", 1), false})
+	dkimpy.Verify(t, map[string]string{"od._domainkey.example.com": rec.String()},
+		dkimpy.Case{Msg: signed, Want: true}, dkimpy.Case{Msg: strings.Replace(signed, "Hi Bob", "Hi Eve", 1), Want: false})
 }
 
 // TestMapKeys: keys from a lookup table, as opendkim's KeyTable.
@@ -429,66 +429,4 @@ func lookTool(t *testing.T, name string) string {
 	}
 	oracle.Unavailable(t, "%s is not installed (Debian package opendkim-tools)", name)
 	return ""
-}
-
-// pyCase is one message for dkimpy and whether it must verify.
-type pyCase struct {
-	msg  string
-	want bool
-}
-
-// pythonVerify checks messages with dkimpy (the library behind dkimverify),
-// answering key lookups from records; one Python process for all of them.
-func pythonVerify(t *testing.T, records map[string]string, cases ...pyCase) {
-	t.Helper()
-	py := "/usr/bin/python3" // Debian's, where python3-dkim lives
-	if _, err := os.Stat(py); err != nil {
-		oracle.Unavailable(t, "/usr/bin/python3 is not installed")
-		return
-	}
-	dir := t.TempDir()
-	args := []string{"-I", "-c", ""}
-	for i, c := range cases {
-		path := filepath.Join(dir, fmt.Sprint(i))
-		os.WriteFile(path, []byte(c.msg), 0o600)
-		args = append(args, path)
-	}
-	var recs strings.Builder
-	for k, v := range records {
-		fmt.Fprintf(&recs, "%q: %q,\n", k+".", v)
-	}
-	args[2] = `import sys
-try:
-    import dkim
-except ImportError:
-    print("NODKIM"); sys.exit(0)
-records = {` + recs.String() + `}
-def dnsfunc(name, timeout=5):
-    if isinstance(name, bytes):
-        name = name.decode()
-    return records.get(name, "").encode() or None
-for path in sys.argv[1:]:
-    msg = open(path, "rb").read()
-    print("PASS" if dkim.verify(msg, dnsfunc=dnsfunc) else "FAIL")
-`
-	// -I keeps the checkout's "dkim" directory from shadowing the module.
-	cmd := exec.Command(py, args...)
-	cmd.Dir = dir
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("python dkim: %v\n%s", err, out)
-	}
-	res := strings.Fields(string(out))
-	if len(res) == 1 && res[0] == "NODKIM" {
-		oracle.Unavailable(t, "python3-dkim is not installed")
-		return
-	}
-	if len(res) != len(cases) {
-		t.Fatalf("python dkim said %q for %d messages", out, len(cases))
-	}
-	for i, c := range cases {
-		if (res[i] == "PASS") != c.want {
-			t.Errorf("python dkim.verify(message %d) = %s, want pass=%v", i, res[i], c.want)
-		}
-	}
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/postkit-mail/postkit/dkim"
+	"github.com/postkit-mail/postkit/internal/dkimpy"
 	"github.com/postkit-mail/postkit/internal/oracle"
 	"github.com/postkit-mail/postkit/milter"
 )
@@ -215,8 +216,8 @@ func TestOpenDKIMSigns(t *testing.T) {
 			if len(results) != 1 || results[0].Value != dkim.Fail {
 				t.Errorf("tampered body: %+v", results)
 			}
-			pythonVerify(t, map[string]string{"sel._domainkey.example.com": od.record},
-				pyCase{signed, true}, pyCase{tampered, false})
+			dkimpy.Verify(t, map[string]string{"sel._domainkey.example.com": od.record},
+				dkimpy.Case{Msg: signed, Want: true}, dkimpy.Case{Msg: tampered, Want: false})
 		})
 	}
 }
@@ -290,67 +291,5 @@ func TestOpenDKIMVerifies(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// pyCase is one message for dkimpy and whether it must verify.
-type pyCase struct {
-	msg  string
-	want bool
-}
-
-// pythonVerify checks messages with dkimpy (the library behind dkimverify),
-// answering key lookups from records; one Python process for all of them.
-func pythonVerify(t *testing.T, records map[string]string, cases ...pyCase) {
-	t.Helper()
-	py := "/usr/bin/python3" // Debian's, where python3-dkim lives
-	if _, err := os.Stat(py); err != nil {
-		oracle.Unavailable(t, "/usr/bin/python3 is not installed")
-		return
-	}
-	dir := t.TempDir()
-	args := []string{"-I", "-c", ""}
-	for i, c := range cases {
-		path := filepath.Join(dir, fmt.Sprint(i))
-		os.WriteFile(path, []byte(c.msg), 0o600)
-		args = append(args, path)
-	}
-	var recs strings.Builder
-	for k, v := range records {
-		fmt.Fprintf(&recs, "%q: %q,\n", k+".", v)
-	}
-	args[2] = `import sys
-try:
-    import dkim
-except ImportError:
-    print("NODKIM"); sys.exit(0)
-records = {` + recs.String() + `}
-def dnsfunc(name, timeout=5):
-    if isinstance(name, bytes):
-        name = name.decode()
-    return records.get(name, "").encode() or None
-for path in sys.argv[1:]:
-    msg = open(path, "rb").read()
-    print("PASS" if dkim.verify(msg, dnsfunc=dnsfunc) else "FAIL")
-`
-	// -I keeps the checkout's "dkim" directory from shadowing the module.
-	cmd := exec.Command(py, args...)
-	cmd.Dir = dir
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("python dkim: %v\n%s", err, out)
-	}
-	res := strings.Fields(string(out))
-	if len(res) == 1 && res[0] == "NODKIM" {
-		oracle.Unavailable(t, "python3-dkim is not installed")
-		return
-	}
-	if len(res) != len(cases) {
-		t.Fatalf("python dkim said %q for %d messages", out, len(cases))
-	}
-	for i, c := range cases {
-		if (res[i] == "PASS") != c.want {
-			t.Errorf("python dkim.verify(message %d) = %s, want pass=%v", i, res[i], c.want)
-		}
 	}
 }
