@@ -110,7 +110,7 @@ func runOracle(t *testing.T, c oracleCase) (*oracle.Postfix, []queued) {
 			accepted = append(accepted, rc)
 		}
 		if r := s.Cmd("DATA"); r.Code != 354 {
-			t.Fatalf("msg %d: DATA: %v", i, r)
+			t.Fatalf("msg %d: DATA: %v\nPostfix's log:\n%s", i, r, lastLines(p.Log(), 40))
 		}
 		r := s.Message(strings.Join(m.headers, "\n") + "\n\nbody\n")
 		out[i] = queued{reply: r, accepted: accepted}
@@ -336,4 +336,13 @@ func compareOracle(t *testing.T, c oracleCase) int {
 		}
 	}
 	return compared
+}
+
+// lastLines returns the last n lines of s, for failure messages.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }

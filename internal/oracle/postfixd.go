@@ -77,9 +77,11 @@ type Postfix struct {
 
 	mainCF  string // the main.cf last written
 	stopped bool
-	logPath string
-	log     maillog
-	marks   atomic.Int64
+	// portClaim is the locked claim file of Port (see claimPort).
+	portClaim *os.File
+	logPath   string
+	log       maillog
+	marks     atomic.Int64
 }
 
 // postfixDefaults are the harness's main.cf settings, in order. Values
@@ -281,13 +283,15 @@ func TryStartPostfix(t testing.TB, opts PostfixOptions) (*Postfix, error) {
 	start := time.Now()
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		port, err := freePort()
+		port, claim, err := claimPort()
 		if err != nil {
 			t.Fatalf("oracle: %v", err)
 		}
 		if lastErr = p.start(postfix, system, port, start.Add(timeout)); lastErr == nil {
+			p.portClaim = claim
 			break
 		}
+		claim.Close()
 		if !errors.Is(lastErr, errPortShared) {
 			break
 		}
@@ -303,6 +307,8 @@ func TryStartPostfix(t testing.TB, opts PostfixOptions) (*Postfix, error) {
 		if err := p.stop(); err != nil {
 			t.Errorf("oracle: stop Postfix in %s: %v", dir, err)
 		}
+		// Only a stopped instance gives its port back.
+		p.portClaim.Close()
 	})
 	return p, nil
 }
@@ -969,6 +975,38 @@ func ReadReply(r *bufio.Reader) (Reply, error) {
 }
 
 // freePort asks the kernel for a loopback port nothing listens on.
+// claimPort picks a free port and claims it for this instance against
+// every other test process on the machine: a lock (flock) on a file named
+// after the port, held until the instance has stopped. Without it two
+// instances started at the same moment by different test binaries could
+// be given the same port by the kernel (each probe closes its socket
+// before Postfix binds), and since Postfix's master binds with
+// SO_REUSEPORT the kernel would then spread one test's connections over
+// both instances until the later one noticed the clash: a session would
+// meet another test's configuration.
+func claimPort() (int, *os.File, error) {
+	dir := filepath.Join(os.TempDir(), "postkit-oracle-ports")
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		return 0, nil, fmt.Errorf("port claims: %w", err)
+	}
+	for range 100 {
+		port, err := freePort()
+		if err != nil {
+			return 0, nil, err
+		}
+		f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(port)), os.O_CREATE|os.O_RDWR, 0o666)
+		if err != nil {
+			return 0, nil, fmt.Errorf("port claims: %w", err)
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close() // claimed by another instance: pick another port
+			continue
+		}
+		return port, f, nil
+	}
+	return 0, nil, errors.New("port claims: no unclaimed free port in 100 tries")
+}
+
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
