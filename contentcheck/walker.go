@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/postkit-mail/postkit/maps"
@@ -112,7 +113,9 @@ type Walker struct {
 // blank line, body: CRLF lines as the SMTP server delivers them) will be
 // written to the Walker; the resulting message goes to out. Close ends it.
 func (c *Config) NewWalker(ctx context.Context, out io.Writer, hooks Hooks, info LogInfo) *Walker {
-	w := &Walker{c: c, ctx: ctx, out: bufio.NewWriterSize(out, 32<<10), hooks: hooks, info: info,
+	bw := outPool.Get().(*bufio.Writer)
+	bw.Reset(out)
+	w := &Walker{c: c, ctx: ctx, out: bw, hooks: hooks, info: info,
 		log: c.Logger, filter: true}
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
@@ -132,6 +135,10 @@ func (c *Config) NewWalker(ctx context.Context, out io.Writer, hooks Hooks, info
 	w.setMIMEState(statePrimary, ctypeText, stypePlain)
 	return w
 }
+
+// outPool keeps the Walkers' output buffers: one 32 KiB buffer per message
+// was most of what a message through cleanup allocated.
+var outPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }}
 
 // ErrClosed is returned by Write after Close.
 var ErrClosed = errors.New("contentcheck: write after Close")
@@ -793,6 +800,10 @@ func (w *Walker) Close() (Verdict, error) {
 	if w.err == nil {
 		w.keep(w.out.Flush())
 	}
+	// The buffer goes back to the pool; nothing writes after Close.
+	w.out.Reset(nil)
+	outPool.Put(w.out)
+	w.out = nil
 	if w.err != nil {
 		return w.v, fmt.Errorf("contentcheck: write message: %w", w.err)
 	}
