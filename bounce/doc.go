@@ -47,4 +47,7 @@
 // What Postfix's cleanup adds to a notice (Received:, Message-Id: with
 // the notice's own queue ID) is written here too when Settings.NewID
 // supplies that ID, so the result can be queued as is.
+// NewNotifier(settings, NewCleanupSubmitter(c)) is the usual wiring: it
+// opens each notice in cleanup first, so the notice carries its own queue
+// ID, and logs Postfix's "ORIGID: sender non-delivery notification: NEWID".
 package bounce

@@ -21,7 +21,7 @@ import (
 // n.Sender, the one recipient n.Recipient, content n.Data, received
 // with BODY=8BITMIME when n.Encoding is Encoding8Bit and with SMTPUTF8
 // when n.SMTPUTF8. It returns once the message is durably queued.
-// Package cleanup (or the queue) implements it.
+// CleanupSubmitter implements it (and Opener) over package cleanup.
 type Submitter interface {
 	Submit(ctx context.Context, n *Notice) error
 }
@@ -77,13 +77,17 @@ func (nf *Notifier) Notify(ctx context.Context, qn *queue.Notice) error {
 	if ra, ok := m.Content.(*lazyContent); ok {
 		defer ra.Close()
 	}
-	notices, err := nf.Settings.Notices(kind, m)
-	if err != nil {
-		return fmt.Errorf("bounce: writing the %s notice for %s: %w", kind, qn.QueueID, err)
-	}
 	log := nf.Logger
 	if log == nil {
 		log = slog.Default()
+	}
+	if o, ok := nf.Submit.(Opener); ok {
+		// The notices carry their own queue IDs (cleanup.go).
+		return nf.notifyOpened(ctx, o, kind, qn.QueueID, m, log)
+	}
+	notices, err := nf.Settings.Notices(kind, m)
+	if err != nil {
+		return fmt.Errorf("bounce: writing the %s notice for %s: %w", kind, qn.QueueID, err)
 	}
 	for i := range notices {
 		n := &notices[i]
