@@ -23,11 +23,11 @@ import (
 func BenchmarkDovecotPlain(b *testing.B) {
 	// Started here, not in the sub-benchmarks: those run several times
 	// and a cleanup of theirs would stop Dovecot after the first run.
-	dv := startDovecotLogging(b, "plain login", "no")
+	dv := startDovecotLogging(b, "plain login", false)
 	ours := startDvTestServer(b, &DovecotServer{Backend: dvAuthenticator(b, dv, "PLAIN", "LOGIN")})
 	b.Run("server=postkit/client=raw", func(b *testing.B) { benchDvRaw(b, ours) })
-	b.Run("server=dovecot/client=raw", func(b *testing.B) { benchDvRaw(b, dv.socket) })
-	b.Run("server=dovecot/client=postkit", func(b *testing.B) { benchDvClient(b, dv.socket) })
+	b.Run("server=dovecot/client=raw", func(b *testing.B) { benchDvRaw(b, dv.Socket) })
+	b.Run("server=dovecot/client=postkit", func(b *testing.B) { benchDvClient(b, dv.Socket) })
 	b.Run("server=postkit/client=postkit", func(b *testing.B) { benchDvClient(b, ours) })
 	b.Run("server=postkit/client=postkit/parallel", func(b *testing.B) {
 		cl, err := DialDovecot(context.Background(), "unix", ours, &DovecotClientOptions{Logger: dvQuietLog})

@@ -14,26 +14,16 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/postkit-mail/postkit/internal/oracle"
 )
-
-// dovecotInstance is a private Dovecot running only its auth service.
-type dovecotInstance struct {
-	dir    string
-	socket string // the auth-client socket
-	log    string
-}
 
 // dovecotPasswd is the passwd-file of the private Dovecot: the users of
 // dvTestBackend, plus refusals by extra field (nologin, proxy).
@@ -51,124 +41,19 @@ user=$(head -c 512 <&3 | tr '\0' '\n' | head -n 1)
 exit 1
 `
 
-// startDovecot starts `dovecot -F` with its own base_dir, no mail
-// protocols, a passwd-file passdb and an auth-client socket in a temporary
-// directory, and stops it when the test ends. It runs as the current user.
-func startDovecot(t testing.TB, mechs string) *dovecotInstance {
-	return startDovecotLogging(t, mechs, "yes")
+// startDovecot starts a private Dovecot auth service (oracle.StartDovecotAuth)
+// with the passwd-file and checkpassword passdbs above and verbose logging.
+func startDovecot(t testing.TB, mechs string) *oracle.Dovecot {
+	return startDovecotLogging(t, mechs, true)
 }
 
 // startDovecotLogging is startDovecot with auth_verbose and auth_debug set
-// to verbose ("yes" or "no": no for benchmarks, where writing the log
-// lines costs Dovecot more than the protocol).
-func startDovecotLogging(t testing.TB, mechs, verbose string) *dovecotInstance {
+// to verbose (off for benchmarks, where writing the log lines costs
+// Dovecot more than the protocol).
+func startDovecotLogging(t testing.TB, mechs string, verbose bool) *oracle.Dovecot {
 	t.Helper()
-	bin := oracle.Require(t, "dovecot")
-	// A short directory: Dovecot's sockets live under base_dir and
-	// socket paths are limited to 108 bytes.
-	dir, err := os.MkdirTemp("", "dvc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	// Searchable by Postfix's smtpd (user postfix), which connects to
-	// the socket in the Postfix tests.
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	me, err := user.Current()
-	if err != nil {
-		t.Fatal(err)
-	}
-	grp, err := user.LookupGroupId(me.Gid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &dovecotInstance{dir: dir, socket: filepath.Join(dir, "auth-client"), log: filepath.Join(dir, "log")}
-	conf := fmt.Sprintf(`base_dir = %[1]s/run
-state_dir = %[1]s/state
-log_path = %[1]s/log
-protocols =
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = %[2]s
-auth_failure_delay = 0
-auth_verbose = %[7]s
-auth_debug = %[7]s
-default_internal_user = %[3]s
-default_internal_group = %[4]s
-default_login_user = %[3]s
-passdb {
-  driver = passwd-file
-  args = %[1]s/passwd
-}
-passdb {
-  driver = checkpassword
-  args = %[1]s/checkpassword
-}
-userdb {
-  driver = static
-  args = uid=%[5]s gid=%[6]s home=%[1]s/home/%%u
-}
-service auth {
-  unix_listener %[1]s/auth-client {
-    mode = 0666
-  }
-}
-`, dir, mechs, me.Username, grp.Name, me.Uid, me.Gid, verbose)
-	for name, data := range map[string]string{"dovecot.conf": conf, "passwd": dovecotPasswd, "checkpassword": dovecotCheckpassword} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, sub := range []string{"run", "state"} {
-		if err := os.Mkdir(filepath.Join(dir, sub), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cmd := exec.Command(bin, "-F", "-c", filepath.Join(dir, "dovecot.conf"))
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start dovecot: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if c, err := net.Dial("unix", d.socket); err == nil {
-			c.Close()
-			return d
-		}
-		select {
-		case <-exited:
-			log, _ := os.ReadFile(d.log)
-			t.Fatalf("dovecot exited: %s\n%s", out.String(), log)
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(d.log)
-			t.Fatalf("dovecot's auth socket did not come up: %s\n%s", out.String(), log)
-		}
-	}
-}
-
-func (d *dovecotInstance) logText(t testing.TB) string {
-	b, err := os.ReadFile(d.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+	return oracle.StartDovecotAuth(t, oracle.DovecotOptions{Mechanisms: mechs, Passwd: dovecotPasswd,
+		Checkpassword: dovecotCheckpassword, Verbose: verbose})
 }
 
 // TestDovecotServerMatchesDovecot runs the same client lines against
@@ -192,11 +77,11 @@ func TestDovecotServerMatchesDovecot(t *testing.T) {
 		}
 		return lines
 	}
-	if want, got := handshake(dv.socket), handshake(ours); !slices.Equal(got, want) {
+	if want, got := handshake(dv.Socket), handshake(ours); !slices.Equal(got, want) {
 		t.Errorf("handshake:\n ours    %q\n dovecot %q", got, want)
 	}
 
-	dvCompareDialogues(t, dv.socket, ours, nil)
+	dvCompareDialogues(t, dv.Socket, ours, nil)
 }
 
 // dvCompareDialogues runs dovecotDialogues against Dovecot and against our
@@ -258,9 +143,9 @@ func (d dvTempFail) LookupCredentials(ctx context.Context, user string) (Credent
 // dvAuthenticator is the package's Authenticator over the private
 // Dovecot's passwd-file, with the same mechanisms and no failure delay
 // (the private Dovecot has auth_failure_delay = 0).
-func dvAuthenticator(t testing.TB, dv *dovecotInstance, mechs ...string) *Authenticator {
+func dvAuthenticator(t testing.TB, dv *oracle.Dovecot, mechs ...string) *Authenticator {
 	t.Helper()
-	pf, err := OpenPasswdFile(filepath.Join(dv.dir, "passwd"), PasswdFileOptions{Logger: dvQuietLog})
+	pf, err := OpenPasswdFile(filepath.Join(dv.Dir, "passwd"), PasswdFileOptions{Logger: dvQuietLog})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +168,7 @@ func TestDovecotServerAuthenticatorMatchesDovecot(t *testing.T) {
 		}
 		return lines
 	}
-	if want, got := handshake(dv.socket), handshake(ours); !slices.Equal(got, want) {
+	if want, got := handshake(dv.Socket), handshake(ours); !slices.Equal(got, want) {
 		t.Errorf("handshake:\n ours    %q\n dovecot %q", got, want)
 	}
 	// The Authenticator's mechanisms do not name the user of a failed
@@ -298,10 +183,10 @@ func TestDovecotServerAuthenticatorMatchesDovecot(t *testing.T) {
 		f = slices.DeleteFunc(f, func(p string) bool { return strings.HasPrefix(p, "user=") })
 		return strings.Join(f, "\t")
 	}
-	dvCompareDialogues(t, dv.socket, ours, dropFailUser)
+	dvCompareDialogues(t, dv.Socket, ours, dropFailUser)
 
 	// CRAM-MD5 and SCRAM-SHA-256 through DovecotClient against both.
-	for name, path := range map[string]string{"dovecot": dv.socket, "ours": ours} {
+	for name, path := range map[string]string{"dovecot": dv.Socket, "ours": ours} {
 		cl, err := DialDovecot(context.Background(), "unix", path, &DovecotClientOptions{Logger: dvQuietLog})
 		if err != nil {
 			t.Fatal(err)
@@ -342,7 +227,7 @@ func TestDovecotClientAgainstDovecot(t *testing.T) {
 	t.Parallel()
 	dv := startDovecot(t, "plain login cram-md5 scram-sha-256 apop")
 	ctx := context.Background()
-	cl, err := DialDovecot(ctx, "unix", dv.socket, &DovecotClientOptions{Logger: dvQuietLog})
+	cl, err := DialDovecot(ctx, "unix", dv.Socket, &DovecotClientOptions{Logger: dvQuietLog})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -479,7 +364,7 @@ func TestDovecotClientAgainstDovecot(t *testing.T) {
 			t.Fatal("wrong password accepted")
 		}
 		// Dovecot names the client address and session in its log.
-		if log := dv.logText(t); !strings.Contains(log, "passwd-file(alice,2001:db8::7,<sess1>): Password mismatch") {
+		if log := dv.Log(t); !strings.Contains(log, "passwd-file(alice,2001:db8::7,<sess1>): Password mismatch") {
 			t.Errorf("Dovecot's log does not show the request's rip and session:\n%s", log)
 		}
 	})
@@ -583,7 +468,7 @@ func TestPostfixThroughDovecotServer(t *testing.T) {
 	oracle.Require(t, "swaks")
 	dv := startDovecot(t, "plain login cram-md5")
 	ctx := context.Background()
-	cl, err := DialDovecot(ctx, "unix", dv.socket, &DovecotClientOptions{Logger: dvQuietLog})
+	cl, err := DialDovecot(ctx, "unix", dv.Socket, &DovecotClientOptions{Logger: dvQuietLog})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -602,7 +487,7 @@ func TestPostfixThroughDovecotServer(t *testing.T) {
 
 	// Three instances started side by side: Postfix takes seconds to
 	// start. TryStartPostfix, as t.Fatal belongs to the test goroutine.
-	paths := []string{dv.socket, direct, relay}
+	paths := []string{dv.Socket, direct, relay}
 	instances := make([]*oracle.Postfix, len(paths))
 	errs := make([]error, len(paths))
 	var wg sync.WaitGroup

@@ -11,15 +11,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
-	"os/exec"
-	"os/user"
-	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/postkit-mail/postkit/auth"
 	"github.com/postkit-mail/postkit/config"
@@ -29,104 +23,12 @@ import (
 	"github.com/postkit-mail/postkit/smtpserver/smtptest"
 )
 
-// startDovecotAuth starts `dovecot -F` running only its auth service with
-// a passwd-file passdb, as the current user, and returns the path of its
-// auth-client socket (mode 0666, reachable by Postfix's smtpd).
-func startDovecotAuth(t *testing.T, passwd string) string {
-	t.Helper()
-	bin := oracle.Require(t, "dovecot")
-	dir, err := os.MkdirTemp("", "dvs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	me, err := user.Current()
-	if err != nil {
-		t.Fatal(err)
-	}
-	grp, err := user.LookupGroupId(me.Gid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf := fmt.Sprintf(`base_dir = %[1]s/run
-state_dir = %[1]s/state
-log_path = %[1]s/log
-protocols =
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login cram-md5
-auth_failure_delay = 0
-default_internal_user = %[2]s
-default_internal_group = %[3]s
-default_login_user = %[2]s
-passdb {
-  driver = passwd-file
-  args = %[1]s/passwd
-}
-userdb {
-  driver = static
-  args = uid=%[4]s gid=%[5]s home=%[1]s/home/%%u
-}
-service auth {
-  unix_listener %[1]s/auth-client {
-    mode = 0666
-  }
-}
-`, dir, me.Username, grp.Name, me.Uid, me.Gid)
-	for name, data := range map[string]string{"dovecot.conf": conf, "passwd": passwd} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, sub := range []string{"run", "state"} {
-		if err := os.Mkdir(filepath.Join(dir, sub), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cmd := exec.Command(bin, "-F", "-c", filepath.Join(dir, "dovecot.conf"))
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start dovecot: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
-	})
-	sock := filepath.Join(dir, "auth-client")
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		if c, err := net.Dial("unix", sock); err == nil {
-			c.Close()
-			return sock
-		}
-		select {
-		case <-exited:
-			t.Fatalf("dovecot exited: %s", out.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dovecot's auth socket did not come up: %s", out.String())
-		}
-	}
-}
-
 var dvAddrRe = regexp.MustCompile(`\[192\.0\.2\.\d+\]`)
 
 func TestAuthThroughDovecotAgainstPostfix(t *testing.T) {
 	oracle.Require(t, "postfix")
 	t.Parallel()
-	sock := startDovecotAuth(t, "alice:{PLAIN}secret::::::\n")
+	sock := oracle.StartDovecotAuth(t, oracle.DovecotOptions{Passwd: "alice:{PLAIN}secret::::::\n"}).Socket
 	pf := oracle.StartPostfix(t, oracle.PostfixOptions{Main: fmt.Sprintf(aoMain, sock)})
 	c, err := config.Parse("main.cf", strings.NewReader(pf.MainCF()))
 	if err != nil {
