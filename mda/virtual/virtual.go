@@ -14,7 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/postkit-mail/postkit/address"
 	"github.com/postkit-mail/postkit/config"
 	"github.com/postkit-mail/postkit/mailbox"
 	"github.com/postkit-mail/postkit/maps"
@@ -194,9 +193,8 @@ func (a *Agent) deliverOne(ctx context.Context, d *queue.Delivery, r queue.Recip
 	}
 	// Delivered-To keeps the recipient's case: Postfix 3.7's virtual(8)
 	// writes "Delivered-To: Bob+Ext@v.test" for that recipient
-	// (oracle_test.go), so it is added here rather than by
-	// mda.DeliveryHeaders, which folds it.
-	hdr := append(mda.DeliveryHeaders(d.Envelope.Sender, orig, ""), "Delivered-To: "+address.Quote(r.Addr)+"\n"...)
+	// (oracle_test.go).
+	hdr := mda.DeliveryHeaders(d.Envelope.Sender, orig, r.Addr)
 	rc, err := d.Open()
 	if err != nil {
 		return result(queue.Delayed, "4.3.0", "cannot read message: "+err.Error())
