@@ -99,6 +99,19 @@
 // failed, with DSN code and reason), SetAttr (message flags such as a
 // delay warning sent), and an injectable Clock (FakeClock for tests).
 //
+// # Administration
+//
+// control.go holds postsuper's operations (Queue.Admin and, with a running
+// scheduler, Scheduler.Admin: delete, hold, release, requeue, expire of IDs or ALL,
+// limited to named queues) and postqueue's triggers (Scheduler.FlushAll,
+// FlushSite, DeliverNow). The Scheduler variants make the running scheduler
+// act at once: a message deleted while active gets no new attempts and
+// nothing its deliveries in flight report is recorded or notified; a held
+// or requeued active message finishes the attempts in flight and stays
+// where the admin put it; released and requeued messages are scheduled
+// without waiting for queue_run_delay. Package queue/control serves these
+// over a unix socket for the postkit commands.
+//
 // # The scheduler
 //
 // Scheduler (scheduler.go) is Postfix's qmgr over a Queue. It scans

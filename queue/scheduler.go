@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/postkit-mail/postkit/cleanup"
@@ -228,6 +229,7 @@ type Scheduler struct {
 	incDirty  bool
 	flushAll  bool
 	stopping  bool
+	ctl       schedControl // admin operations (control.go)
 }
 
 // NewScheduler returns a scheduler for q; Start runs it.
@@ -241,6 +243,7 @@ func NewScheduler(q *Queue, cfg SchedulerConfig) (*Scheduler, error) {
 		syncReq: make(chan chan struct{}), flushReq: make(chan struct{}, 1), stopReq: make(chan struct{}),
 		loopDone: make(chan struct{}), msgs: map[string]*activeMsg{}, dests: map[destKey]*dest{}}
 	s.dctx, s.dcancel = context.WithCancel(context.Background())
+	s.ctl.init()
 	return s, nil
 }
 
@@ -251,6 +254,7 @@ func (s *Scheduler) Start() {
 	s.startOnce.Do(func() {
 		s.q.OnCommit(func(string) { s.Wake() })
 		s.incDirty = true
+		s.ctl.started.Store(true)
 		go s.loop()
 	})
 }
@@ -342,6 +346,9 @@ type activeMsg struct {
 	thisPass  []Outcome // outcome of this pass per recipient (Pending = not tried)
 	expired   bool
 	corrupted bool
+	// admin is set by postsuper operations (control.go); read by the
+	// delivery goroutines.
+	admin atomic.Uint32
 }
 
 type job struct {
@@ -398,6 +405,9 @@ func (s *Scheduler) loop() {
 		case m := <-s.finished:
 			s.finishing--
 			delete(s.msgs, m.id)
+			s.controlFinished(m)
+		case op := <-s.ctl.ops:
+			s.control(op)
 		case <-tick.C:
 			s.sweep()
 		case <-s.stopReq:
@@ -428,9 +438,9 @@ func (s *Scheduler) shutdown() {
 		close(w)
 	}
 	s.waiters = nil
-	for id := range s.msgs {
+	for id, m := range s.msgs {
 		err := s.q.move(context.Background(), id, Incoming, []State{Active}, s.now())
-		if err != nil && !errors.Is(err, ErrNotFound) {
+		if err != nil && !errors.Is(err, ErrNotFound) && m.admin.Load() == adminNone {
 			s.log.Error("queue: putting a message back in incoming at stop", "queue_id", id, "err", err.Error())
 		}
 	}
@@ -497,7 +507,7 @@ func (s *Scheduler) activateChunk() {
 	for len(s.backlog) > 0 && len(chunk) < min(room, activateChunk) {
 		e := s.backlog[0]
 		s.backlog = s.backlog[1:]
-		if _, busy := s.msgs[e.ID]; !busy {
+		if _, busy := s.msgs[e.ID]; !busy && s.ctl.pinned[e.ID] == 0 {
 			chunk = append(chunk, e)
 		}
 	}
@@ -538,8 +548,10 @@ const (
 // corrupt.
 func (s *Scheduler) take(e Entry) *Message {
 	ctx := context.Background()
-	if err := s.q.Move(ctx, e.ID, Active); err != nil {
-		if !errors.Is(err, ErrNotFound) {
+	// Only from incoming or deferred: an admin may have held the message
+	// since the scan.
+	if err := s.q.takeActive(ctx, e.ID); err != nil {
+		if !errors.Is(err, ErrNotFound) && !errors.Is(err, errNotSchedulable) {
 			s.log.Error("queue: moving a message to active", "queue_id", e.ID, "err", err.Error())
 		}
 		return nil
@@ -551,7 +563,7 @@ func (s *Scheduler) take(e Entry) *Message {
 			if err := s.q.Move(ctx, e.ID, Corrupt); err != nil {
 				s.log.Error("queue: moving a message to corrupt", "queue_id", e.ID, "err", err.Error())
 			}
-		} else {
+		} else if !errors.Is(err, ErrNotFound) { // deleted by an admin meanwhile
 			s.log.Error("queue: reading a message", "queue_id", e.ID, "err", err.Error())
 		}
 		return nil
@@ -773,7 +785,10 @@ func (s *Scheduler) run(j *job) {
 			Relay: res.Relay, Reason: res.Reason})
 		s.logStatus(m, r, res, j)
 	}
-	if err := s.q.MarkRecipients(s.dctx, m.id, st); err != nil {
+	if m.admin.Load() == adminDeleted {
+		return // postsuper -d: nothing to record
+	}
+	if err := s.q.MarkRecipients(s.dctx, m.id, st); err != nil && m.admin.Load() != adminDeleted {
 		// The statuses live on in memory for this pass; a crash before
 		// the next record means these recipients are tried again.
 		s.log.Error("queue: recording delivery statuses", "queue_id", m.id, "err", err.Error())
@@ -937,6 +952,10 @@ func (s *Scheduler) finish(m *activeMsg) {
 // finishMsg applies spec §7.3 and §7.4 after a pass: expiry, the
 // notices, then remove or defer.
 func (s *Scheduler) finishMsg(m *activeMsg) {
+	if m.admin.Load() == adminDeleted {
+		return // postsuper -d: no notices, nothing to move
+	}
+	moved := m.admin.Load() == adminMoved // held or requeued: no expiry
 	ctx := s.dctx
 	now := s.now()
 	var delayed, failed, success []int
@@ -960,7 +979,7 @@ func (s *Scheduler) finishMsg(m *activeMsg) {
 		slices.Sort(failed)
 	}
 	expired := false
-	if len(delayed) > 0 {
+	if len(delayed) > 0 && !moved {
 		life := lifetime(m.env.Sender, s.cfg.MaxQueueLifetime, s.cfg.BounceLifetime)
 		if !now.Before(m.env.Arrival.Add(life)) || m.attrs[AttrForceExpire] != "" {
 			expired = true
@@ -1007,7 +1026,7 @@ func (s *Scheduler) finishMsg(m *activeMsg) {
 			s.log.Error("queue: sending a success notice", "queue_id", m.id, "err", err.Error())
 		}
 	}
-	if len(delayed) > 0 && s.cfg.DelayWarning > 0 && m.attrs[AttrDelayWarned] == "" &&
+	if len(delayed) > 0 && !moved && s.cfg.DelayWarning > 0 && m.attrs[AttrDelayWarned] == "" &&
 		!now.Before(m.env.Arrival.Add(s.cfg.DelayWarning)) {
 		if err := s.notify(ctx, m, DelayNotice, delayed, false); err != nil {
 			s.log.Error("queue: sending a delay warning", "queue_id", m.id, "err", err.Error())
@@ -1017,7 +1036,9 @@ func (s *Scheduler) finishMsg(m *activeMsg) {
 	}
 	if len(delayed) == 0 && attrs[attrNoticePending] == "" {
 		if err := s.q.Remove(ctx, m.id); err != nil {
-			s.log.Error("queue: removing a message", "queue_id", m.id, "err", err.Error())
+			if m.admin.Load() == adminNone { // else postsuper got there first
+				s.log.Error("queue: removing a message", "queue_id", m.id, "err", err.Error())
+			}
 			return
 		}
 		s.log.Info(m.id+": removed", "queue_id", m.id)
@@ -1031,7 +1052,7 @@ func (s *Scheduler) finishMsg(m *activeMsg) {
 	delay := retryDelay(m.env.Arrival, now, s.cfg.MinimalBackoff, s.cfg.MaximalBackoff)
 	// Only from active: an admin may have put the message on hold
 	// meanwhile (postsuper -h), and hold must win.
-	if err := s.q.move(ctx, m.id, Deferred, []State{Active}, now.Add(delay)); err != nil {
+	if err := s.q.move(ctx, m.id, Deferred, []State{Active}, now.Add(delay)); err != nil && m.admin.Load() == adminNone {
 		s.log.Error("queue: deferring a message", "queue_id", m.id, "err", err.Error())
 	}
 }

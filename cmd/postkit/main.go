@@ -1,8 +1,12 @@
 // Command postkit is postkit's admin command line: Postfix's postmap,
-// postalias, newaliases and postconf, with their flags, output and exit codes.
+// postalias, newaliases, postconf, sendmail and the queue commands
+// postqueue, postsuper, postcat and mailq, with their flags, output and
+// exit codes.
 //
 //	postkit postmap -q KEY hash:/etc/postfix/virtual
 //	postkit postconf -n
+//	postkit postqueue -p
+//	postkit postsuper -d ALL deferred
 //
 // Installed (or symlinked) under a Postfix command's name, it acts as that
 // command: a link named postmap runs "postkit postmap".
@@ -27,6 +31,9 @@ var commands = map[string]command{
 	"postconf":   postconfMain,
 	"sendmail":   sendmailMain,
 	"mailq":      mailqMain,
+	"postqueue":  postqueueMain,
+	"postsuper":  postsuperMain,
+	"postcat":    postcatMain,
 }
 
 func main() {

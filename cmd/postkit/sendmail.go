@@ -96,6 +96,8 @@ type smOptions struct {
 	recipients []string
 	aliasDB    string // -oA
 	flushArg   bool   // -qR / -qI
+	flushMode  byte   // with flushArg: postqueue's 's' (-qR) or 'i' (-qI)
+	flushValue string // the site or queue ID
 	qtime      bool   // -q<interval>
 }
 
@@ -164,14 +166,13 @@ func smRun(prog string, args []string, stdin io.Reader, stdout, stderr io.Writer
 		if len(opts.recipients) > 0 {
 			return fail(fatalf(exTempFail, "display queue mode requires no recipient"))
 		}
-		// Postfix runs postqueue -p; the queue is a later part of
-		// postkit.
-		return fail(fatalf(exUnavailable, "the mail queue is not built yet: there is nothing to list (postqueue -p comes with the queue)"))
+		// Postfix runs postqueue -p, whose messages these are.
+		return smPostqueue(cfg, 'p', "", stdout, stderr)
 	case smFlushQ:
 		if len(opts.recipients) > 0 {
 			return fail(fatalf(exTempFail, "flush queue mode requires no recipient"))
 		}
-		return fail(fatalf(exUnavailable, "the mail queue is not built yet: there is nothing to flush"))
+		return smPostqueue(cfg, 'f', "", stdout, stderr)
 	case smDaemon:
 		if len(opts.recipients) > 0 {
 			return fail(fatalf(exTempFail, "daemon mode requires no recipient"))
@@ -183,7 +184,7 @@ func smRun(prog string, args []string, stdin io.Reader, stdout, stderr io.Writer
 		}
 	}
 	if opts.flushArg {
-		return fail(fatalf(exUnavailable, "the mail queue is not built yet: -qR and -qI have nothing to flush"))
+		return smPostqueue(cfg, opts.flushMode, opts.flushValue, stdout, stderr)
 	}
 	if opts.verify {
 		// Postfix queues a probe and mails a delivery report; that
@@ -457,12 +458,12 @@ func smParse(prog string, args []string, stderr io.Writer, warn func(string, ...
 				if len(arg) == 1 {
 					return nil, fatalf(exTempFail, "specify: -qRsitename")
 				}
-				o.flushArg = true
+				o.flushArg, o.flushMode, o.flushValue = true, 's', arg[1:]
 			case firstByte(arg) == 'I':
 				if len(arg) == 1 {
 					return nil, fatalf(exTempFail, "specify: -qIqueueid")
 				}
-				o.flushArg = true
+				o.flushArg, o.flushMode, o.flushValue = true, 'i', arg[1:]
 			default:
 				return nil, fatalf(exTempFail, "-q%c is not implemented", firstByte(arg))
 			}
@@ -955,3 +956,9 @@ type stdioAddr struct{}
 
 func (stdioAddr) Network() string { return "stdio" }
 func (stdioAddr) String() string  { return "stdio" }
+
+// smPostqueue runs postqueue's mode (p: sendmail -bp and mailq; f: -q;
+// s: -qRsite; i: -qIqueueid), as Postfix's sendmail runs postqueue.
+func smPostqueue(cfg *config.Config, mode byte, arg string, stdout, stderr io.Writer) int {
+	return pqRun("postqueue", cfg, mode, arg, stdout, stderr)
+}
