@@ -298,11 +298,38 @@ func TestParsePath(t *testing.T) {
 		{"<@example.com>", true, true, "empty local part"},
 		{"<user@>", true, true, "missing domain"},
 		{"g: a@b;", false, true, "group"},
+		// The domain check rejects a trailing dot after a literal as
+		// after a host name.
+		{"<user@[192.0.2.1].>", true, true, "address literal"},
+		{"<user@example.com.>", true, true, "misplaced dot"},
 	}
 	for _, tt := range bad {
 		_, err := ParsePath(tt.in, PathOptions{Strict: tt.strict, AllowNull: tt.null})
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("ParsePath(%q, strict=%v) = %v, want error containing %q", tt.in, tt.strict, err, tt.want)
+		}
+	}
+	// NoDomainCheck: the domain is judged later, after canonicalization,
+	// as Postfix's smtpd does: it takes "<u@[192.0.2.1].>" (trivial-rewrite
+	// removes the dot) and "<u@example.com.>" alike; "<u@a.[1.2.3.4]>"
+	// and a literal followed by an atom are no domain at all.
+	for _, strict := range []bool{false, true} {
+		for in, want := range map[string]Address{
+			"<u@[192.0.2.1].>":    {"u", "[192.0.2.1]."},
+			"<u@[IPv6:::1].>":     {"u", "[IPv6:::1]."},
+			"<u@[192.0.2.1]..>":   {"u", "[192.0.2.1].."},
+			"<u@example.com.>":    {"u", "example.com."},
+			"<@r:u@[192.0.2.1].>": {"u", "[192.0.2.1]."},
+		} {
+			p, err := ParsePath(in, PathOptions{Strict: strict, NoDomainCheck: true})
+			if err != nil || p.Address != want {
+				t.Errorf("ParsePath(%q, strict=%v, NoDomainCheck) = %+v, %v; want %+v", in, strict, p.Address, err, want)
+			}
+		}
+		for _, in := range []string{"<u@a.[192.0.2.1]>", "<u@[192.0.2.1].x>", "<u@[192.0.2.1][1.2.3.4]>"} {
+			if _, err := ParsePath(in, PathOptions{Strict: strict, NoDomainCheck: true}); err == nil || !strings.Contains(err.Error(), "domain") {
+				t.Errorf("ParsePath(%q, strict=%v, NoDomainCheck) = %v, want a domain error", in, strict, err)
+			}
 		}
 	}
 }

@@ -501,7 +501,8 @@ type AddressResultOptions struct {
 //     find the match.
 //   - With opts.Propagate and a match that needed the extension stripped
 //     (r.Key.Ext), the extension is inserted before the last '@' of every
-//     result address (appended when there is none).
+//     result address in internal form (appended when there is none), and
+//     the address is quoted again: `"a b"@x` becomes `"a b+ext"@x`.
 //
 // A value that holds no address is a temporary error, as in Postfix.
 func MapAddressResult(r Result, orig string, opts AddressResultOptions) ([]string, error) {
@@ -541,11 +542,18 @@ func MapAddressResult(r Result, orig string, opts AddressResultOptions) ([]strin
 			a = opts.Canonicalize(a)
 		}
 		if opts.Propagate && ext != "" {
-			if i := strings.LastIndexByte(a, '@'); i >= 0 {
-				a = a[:i] + ext + a[i:]
+			// The extension goes into the internal form, before its last
+			// '@', and the result is quoted again (mail_addr_crunch): an
+			// extension of a quoted local part ends up inside the quotes,
+			// `"a b"@x` with +ext is `"a b+ext"@x`, and one that holds
+			// specials ("+a,b") gets the local part quoted.
+			in := address.Unquote(a)
+			if i := strings.LastIndexByte(in, '@'); i >= 0 {
+				in = in[:i] + ext + in[i:]
 			} else {
-				a += ext
+				in += ext
 			}
+			a = address.Quote(in)
 		}
 		out = append(out, a)
 	}

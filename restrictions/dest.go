@@ -341,7 +341,7 @@ func newDestState(ctx context.Context, c *Checker) (*destState, error) {
 	}
 
 	reg := d.registry()
-	r := &builtinResolver{cfg: a, log: c.log}
+	r := newBuiltinResolver(a, c.log)
 	r.own = append(append(append(r.own, a.InetInterfaces...), a.ProxyInterfaces...), c.cfg.OwnAddrs...)
 	for i := range r.own {
 		r.own[i] = r.own[i].Unmap()

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/postkit-mail/postkit/address"
+	"github.com/postkit-mail/postkit/internal/tok822"
 	"github.com/postkit-mail/postkit/maps"
 )
 
@@ -85,7 +86,10 @@ type Resolved struct {
 // The built-in resolver (AddressConfig.Resolver nil) implements
 // trivial-rewrite's rewrite and resolve steps without transport_maps,
 // relocated_maps and sender-dependent routing; a routing package can
-// supply the complete one.
+// supply the complete one (route.Resolver.SMTPD). Its answers are compared
+// with Postfix 3.7's own trivial-rewrite daemon (resolve_oracle_test.go,
+// testdata/resolve); the token-level steps are internal/tok822's, shared
+// with package route.
 type AddressResolver interface {
 	Resolve(ctx context.Context, sender, addr string) (Resolved, error)
 }
@@ -94,169 +98,6 @@ type AddressResolver interface {
 // Resolver, or the built-in one made from the AddressConfig values. The SMTP
 // server uses it for smtpd_check_addr's address syntax check.
 func (c *Checker) Resolver() AddressResolver { return c.dest.resolver }
-
-// tok822 token types other than single-character operators (those are the
-// operator byte itself).
-const (
-	tkAtom = 256 + iota
-	tkQString
-	tkDomLit
-	tkComment
-)
-
-// tok is one RFC 822 token as Postfix's tok822_scan makes it, with the
-// operators '%', '!' and '|' added to the RFC 822 specials.
-type tok struct {
-	t int
-	s string
-}
-
-// opChars are tok822's single-character operators: "|%!" and the RFC 822
-// specials.
-const opChars = "|%!()<>@,;:\\\".[]"
-
-func isOpChar(c byte) bool { return strings.IndexByte(opChars, c) >= 0 }
-
-func isSpaceTabCRLF(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
-
-// scan822 tokenizes an address in external (quoted) form (tok822_scan).
-func scan822(s string) []tok {
-	toks := make([]tok, 0, 8)
-	var b strings.Builder
-	// collect reads up to a character for which stop is true, honouring
-	// backslash escapes and turning white space into spaces (COLLECT).
-	collect := func(i int, stop func(byte) bool) (string, int) {
-		b.Reset()
-		for i < len(s) {
-			c := s[i]
-			if c == '\\' {
-				i++
-				if i >= len(s) {
-					break
-				}
-				c = s[i]
-			} else if stop(c) {
-				break
-			}
-			if isSpaceTabCRLF(c) {
-				c = ' '
-			}
-			b.WriteByte(c)
-			i++
-		}
-		return b.String(), i
-	}
-	for i := 0; i < len(s); {
-		c := s[i]
-		i++
-		switch {
-		case isSpaceTabCRLF(c):
-			continue
-		case c == '(':
-			// Comments nest; they are kept in external form.
-			b.Reset()
-			b.WriteByte('(')
-			level := 1
-			for i < len(s) {
-				ch := s[i]
-				b.WriteByte(ch)
-				i++
-				if ch == '(' {
-					level++
-				} else if ch == ')' {
-					level--
-					if level == 0 {
-						break
-					}
-				} else if ch == '\\' {
-					if i >= len(s) {
-						break
-					}
-					b.WriteByte(s[i])
-					i++
-				}
-			}
-			toks = append(toks, tok{t: tkComment, s: b.String()})
-		case c == '[':
-			var text string
-			text, i = collect(i, func(ch byte) bool { return ch == ']' })
-			if i < len(s) {
-				i++
-			}
-			toks = append(toks, tok{t: tkDomLit, s: text})
-		case c == '"':
-			var text string
-			text, i = collect(i, func(ch byte) bool { return ch == '"' })
-			if i < len(s) {
-				i++
-			}
-			toks = append(toks, tok{t: tkQString, s: text})
-		case c != '\\' && isOpChar(c):
-			toks = append(toks, tok{t: int(c)})
-		default:
-			var text string
-			text, i = collect(i-1, func(ch byte) bool { return isSpaceTabCRLF(ch) || isOpChar(ch) })
-			t := tkAtom
-			// An atom that holds specials (after backslash escapes) is
-			// quoted when externalized (tok822_quote_atom).
-			for j := 0; j < len(text); j++ {
-				if ch := text[j]; ch == ' ' || ch < 0x20 || ch == 0x7f || isOpChar(ch) {
-					t = tkQString
-					break
-				}
-			}
-			toks = append(toks, tok{t: t, s: text})
-		}
-	}
-	return toks
-}
-
-func nonOperator(t int) bool {
-	return t == tkAtom || t == tkQString || t == tkComment || t == tkDomLit
-}
-
-// internalize822 turns tokens into an internal-form string
-// (tok822_internalize): no quoting, a space between adjacent words.
-func internalize822(toks []tok) string {
-	var b strings.Builder
-	for i, t := range toks {
-		switch t.t {
-		case tkAtom, tkQString, tkComment:
-			b.WriteString(t.s)
-		case tkDomLit:
-			b.WriteByte('[')
-			b.WriteString(t.s)
-			b.WriteByte(']')
-		default:
-			b.WriteByte(byte(t.t))
-		}
-		if i+1 < len(toks) {
-			next := toks[i+1].t
-			if t.t == ',' || next == '<' || nonOperator(t.t) && nonOperator(next) {
-				b.WriteByte(' ')
-			}
-		}
-	}
-	return b.String()
-}
-
-func rfindTok(toks []tok, t int) int {
-	for i := len(toks) - 1; i >= 0; i-- {
-		if toks[i].t == t {
-			return i
-		}
-	}
-	return -1
-}
-
-func findTok(toks []tok, t int) int {
-	for i, x := range toks {
-		if x.t == t {
-			return i
-		}
-	}
-	return -1
-}
 
 // builtinResolver is trivial-rewrite's rewrite (local context) and resolve
 // steps, configured from AddressConfig.
@@ -268,51 +109,27 @@ type builtinResolver struct {
 	mailbox *maps.MatchList // virtual_mailbox_domains, string list
 	relay   *maps.MatchList // relay_domains, domain list
 	own     []netip.Addr    // inet_interfaces and proxy_interfaces
+	strip   tok822.Resolver // rewrite_tree and resolve_addr's loop
 }
 
-// rewriteTree is trivial-rewrite's rewrite_tree in the local context
-// (spec §6.1): strip a source route; give an address without '@' a domain
-// (bang path, percent hack or @$myorigin); optionally append .$mydomain;
-// strip one trailing dot.
-func (r *builtinResolver) rewriteTree(toks []tok) []tok {
-	n := len(toks)
-	if n == 0 {
-		return toks
+// newBuiltinResolver makes the resolver for cfg; New sets the domain
+// lists and addresses.
+func newBuiltinResolver(cfg *AddressConfig, log *slog.Logger) *builtinResolver {
+	r := &builtinResolver{cfg: cfg, log: log}
+	r.strip = tok822.Resolver{
+		Context: tok822.Context{
+			Origin: cfg.Myorigin, Domain: cfg.Mydomain,
+			AppendAtOrigin: cfg.AppendAtMyorigin, AppendDotDomain: cfg.AppendDotMydomain,
+			SwapBangPath: cfg.SwapBangpath, AllowPercentHack: cfg.AllowPercentHack,
+		},
+		MyHostname:            cfg.Myhostname,
+		ResolveDequoted:       cfg.ResolveDequoted,
+		ResolveNullDomain:     cfg.ResolveNullDomain,
+		EmptyAddressRecipient: cfg.EmptyAddressRecipient,
+		IsLocal:               r.resolveLocal,
+		Warn:                  func(msg string) { r.log.Warn(msg) },
 	}
-	if n == 1 && toks[0].t == tkQString && toks[0].s == "" {
-		return toks
-	}
-	if n == 1 && toks[0].t == '@' {
-		return []tok{{t: tkQString}}
-	}
-	// RFC 5321 section 4.1.1.3: "@a,@b:user@c" is delivered as user@c.
-	if toks[0].t == '@' {
-		if c := findTok(toks, ':'); c >= 0 && c != n-1 {
-			toks = toks[c+1:]
-		}
-	}
-	if rfindTok(toks, '@') < 0 {
-		if bang := findTok(toks, '!'); r.cfg.SwapBangpath && bang >= 0 {
-			// site!user becomes user@site.
-			out := make([]tok, 0, len(toks))
-			out = append(out, toks[bang+1:]...)
-			out = append(out, tok{t: '@'})
-			toks = append(out, toks[:bang]...)
-		} else if pct := rfindTok(toks, '%'); r.cfg.AllowPercentHack && pct >= 0 {
-			toks = append([]tok(nil), toks...)
-			toks[pct].t = '@'
-		} else if r.cfg.AppendAtMyorigin && r.cfg.Myorigin != "" {
-			toks = append(append(toks[:len(toks):len(toks)], tok{t: '@'}), scan822(r.cfg.Myorigin)...)
-		}
-	}
-	if at := rfindTok(toks, '@'); r.cfg.AppendDotMydomain && r.cfg.Mydomain != "" && at >= 0 && at != len(toks)-1 &&
-		findTok(toks[at:], tkDomLit) < 0 && findTok(toks[at:], '.') < 0 {
-		toks = append(append(toks[:len(toks):len(toks)], tok{t: '.'}), scan822(r.cfg.Mydomain)...)
-	}
-	if n := len(toks); n >= 2 && toks[n-1].t == '.' && toks[n-2].t != '.' && toks[n-2].t != '@' {
-		toks = toks[:n-1]
-	}
-	return toks
+	return r
 }
 
 // resolveLocal is resolve_local(3): the domain matches $mydestination, or
@@ -398,7 +215,7 @@ func (r *builtinResolver) Resolve(ctx context.Context, sender, addr string) (Res
 	if local, domain, ok := simpleAddr(addr); ok && r.simpleConfig() {
 		return r.resolveSimple(ctx, local, domain)
 	}
-	next, remote, err := r.resolveTokens(ctx, r.rewriteInternal(addr))
+	next, remote, err := r.strip.Strip(ctx, r.rewriteInternal(addr))
 	if err != nil {
 		return Resolved{}, err
 	}
@@ -434,92 +251,7 @@ func (r *builtinResolver) rewriteInternal(addr string) string {
 	if addr == "" {
 		return ""
 	}
-	return internalize822(r.rewriteTree(scan822(address.Quote(addr))))
-}
-
-// resolveTokens is the loop of trivial-rewrite's resolve_addr: strip local
-// domains (and the routing that was behind them) until a remote domain or
-// a bare local part is left. It returns the recipient in internal form and
-// whether its domain is remote.
-func (r *builtinResolver) resolveTokens(ctx context.Context, addr string) (string, bool, error) {
-	toks := scan822(address.Quote(addr))
-	var saved []tok // the last local @domain that was stripped
-	remote := false
-	loopMax := len(addr) + 100
-	for loop := 0; ; loop++ {
-		if loop > loopMax {
-			r.log.Warn(fmt.Sprintf("resolve_addr: <%s>: giving up after %d iterations", addr, loop))
-			break
-		}
-		n := len(toks)
-		if n >= 2 && toks[n-1].t == '.' && rfindTok(toks, '@') >= 0 && toks[n-2].t != '.' && toks[n-2].t != '@' {
-			toks = toks[:n-1]
-		}
-		if n := len(toks); r.cfg.ResolveNullDomain && n > 0 && toks[n-1].t == '@' {
-			toks = toks[:n-1]
-		}
-		if at := rfindTok(toks, '@'); at >= 0 {
-			if at+1 < len(toks) {
-				local, err := r.resolveLocal(ctx, internalize822(toks[at+1:]))
-				if err != nil {
-					return "", false, err
-				}
-				if !local {
-					remote = true
-					break
-				}
-			}
-			saved = append([]tok(nil), toks[at:]...)
-			toks = toks[:at:at]
-		}
-		// With the local domain gone, routing in the local part becomes
-		// the address: foo%bar, site!user, user@host.
-		if rfindTok(toks, '@') >= 0 || r.cfg.SwapBangpath && rfindTok(toks, '!') >= 0 ||
-			r.cfg.AllowPercentHack && rfindTok(toks, '%') >= 0 {
-			toks = r.rewriteTree(toks)
-			continue
-		}
-		// resolve_dequoted_address: look for routing inside a quoted local
-		// part too, so "user@remote"@local cannot relay.
-		if r.cfg.ResolveDequoted && len(toks) == 1 && toks[0].t == tkQString {
-			local := toks[0].s
-			oper := strings.LastIndexByte(local, '@')
-			if oper < 0 && r.cfg.AllowPercentHack {
-				oper = strings.LastIndexByte(local, '%')
-			}
-			if oper < 0 && r.cfg.SwapBangpath {
-				oper = strings.LastIndexByte(local, '!')
-			}
-			if oper >= 0 {
-				op := local[oper]
-				if op == '%' {
-					local = local[:oper] + "@" + local[oper+1:]
-					op = '@'
-				}
-				if op == '@' {
-					local = address.Quote(local)
-				}
-				toks = r.rewriteTree(scan822(local))
-				continue
-			}
-		}
-		// An empty local part is the local MAILER-DAEMON.
-		if len(toks) == 1 && toks[0].t == tkQString && toks[0].s == "" {
-			toks = nil
-		}
-		if len(toks) == 0 {
-			toks = scan822(r.cfg.EmptyAddressRecipient)
-		}
-		break
-	}
-	if !remote {
-		if saved != nil {
-			toks = append(toks, saved...)
-		} else {
-			toks = append(append(toks, tok{t: '@'}), scan822(r.cfg.Myhostname)...)
-		}
-	}
-	return internalize822(toks), remote, nil
+	return tok822.Internalize(r.strip.Rewrite(tok822.Scan(address.Quote(addr))))
 }
 
 // classify finishes resolve_addr for a recipient in internal form: check

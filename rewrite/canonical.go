@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/postkit-mail/postkit/address"
+	"github.com/postkit-mail/postkit/internal/tok822"
 )
 
 // The canonical form is what trivial-rewrite's "local" and "remote"
@@ -52,18 +53,18 @@ func (r *Rewriter) canonExternal(ext, origin, mydomain string) string {
 	return r.canonSlow(ext, origin, mydomain)
 }
 
-// canonSlow is canonExternal without the shortcut.
+// canonSlow is canonExternal without the shortcut: trivial-rewrite's
+// rewrite_tree on the tokens (internal/tok822).
 func (r *Rewriter) canonSlow(ext, origin, mydomain string) string {
 	if ext == "" {
 		return ""
 	}
-	head, _ := scanTokens(ext, 0)
-	toks := make([]*tok, 0, 8)
-	for t := head; t != nil; t = t.next {
-		toks = append(toks, t)
+	c := tok822.Context{
+		Origin: origin, Domain: mydomain,
+		AppendAtOrigin: r.cfg.AppendAtMyOrigin, AppendDotDomain: r.cfg.AppendDotMyDomain,
+		SwapBangPath: r.cfg.SwapBangPath, AllowPercentHack: r.cfg.AllowPercentHack,
 	}
-	toks = r.canonTokens(toks, origin, mydomain)
-	return address.Quote(internalizeList(relink(toks)))
+	return address.Quote(tok822.Internalize(c.Rewrite(tok822.Scan(ext))))
 }
 
 // alreadyCanonical reports, without tokenizing, whether ext is a plain
@@ -89,110 +90,6 @@ func (r *Rewriter) alreadyCanonical(ext string) bool {
 		return false
 	}
 	return !r.cfg.AppendDotMyDomain || strings.IndexByte(ext[at+1:], '.') >= 0
-}
-
-// relink turns a slice of tokens back into a list and returns its head.
-func relink(toks []*tok) *tok {
-	var prev *tok
-	for _, t := range toks {
-		t.prev = prev
-		t.next = nil
-		if prev != nil {
-			prev.next = t
-		}
-		prev = t
-	}
-	if len(toks) == 0 {
-		return nil
-	}
-	return toks[0]
-}
-
-// ownedMark stands for "belongs to an address node" on tokens that
-// trivial-rewrite links under the node itself (see canonTokens).
-var ownedMark = &tok{typ: tokAddr}
-
-func findTok(toks []*tok, typ int) int {
-	for i, t := range toks {
-		if t.typ == typ {
-			return i
-		}
-	}
-	return -1
-}
-
-func rfindTok(toks []*tok, typ int) int {
-	for i := len(toks) - 1; i >= 0; i-- {
-		if toks[i].typ == typ {
-			return i
-		}
-	}
-	return -1
-}
-
-func scanSlice(s string) []*tok {
-	var out []*tok
-	head, _ := scanTokens(s, 0)
-	for t := head; t != nil; t = t.next {
-		out = append(out, t)
-	}
-	return out
-}
-
-// canonTokens is trivial-rewrite's rewrite_tree.
-func (r *Rewriter) canonTokens(toks []*tok, origin, mydomain string) []*tok {
-	if len(toks) == 0 {
-		return toks
-	}
-	// The null address "" stays as it is; a lone '@' becomes null.
-	if len(toks) == 1 && toks[0].typ == tokQString && toks[0].text == "" {
-		return toks
-	}
-	if len(toks) == 1 && toks[0].typ == '@' {
-		return []*tok{{typ: tokQString}}
-	}
-	// Strip a source route: @a,@b:user@c (RFC 5321 appendix C).
-	if toks[0].typ == '@' {
-		if c := findTok(toks, ':'); c >= 0 && c != len(toks)-1 {
-			toks = toks[c+1:]
-		}
-	}
-	if rfindTok(toks, '@') < 0 {
-		if bang := findTok(toks, '!'); r.cfg.SwapBangPath && bang >= 0 {
-			// site!user becomes user@site; only the first '!' counts.
-			out := make([]*tok, 0, len(toks))
-			out = append(out, toks[bang+1:]...)
-			at := &tok{typ: '@'}
-			out = append(out, at)
-			out = append(out, toks[:bang]...)
-			if bang == 0 {
-				// With nothing before the '!', trivial-rewrite links the
-				// '@' and the user part directly under the address node
-				// (tok822_sub_prepend on an empty list), and tok822 then
-				// writes no spaces between those tokens: "!a b" becomes
-				// "ab@", not "a b@".
-				for _, t := range out {
-					t.owner = ownedMark
-				}
-			}
-			toks = out
-		} else if pct := rfindTok(toks, '%'); r.cfg.AllowPercentHack && pct >= 0 {
-			toks[pct] = &tok{typ: '@'}
-		} else if r.cfg.AppendAtMyOrigin && origin != "" {
-			toks = append(toks[:len(toks):len(toks)], &tok{typ: '@'})
-			toks = append(toks, scanSlice(origin)...)
-		}
-	}
-	if at := rfindTok(toks, '@'); r.cfg.AppendDotMyDomain && mydomain != "" && at >= 0 && at != len(toks)-1 &&
-		findTok(toks[at:], tokDomLit) < 0 && findTok(toks[at:], '.') < 0 {
-		toks = append(toks[:len(toks):len(toks)], &tok{typ: '.'})
-		toks = append(toks, scanSlice(mydomain)...)
-	}
-	// One trailing dot goes, but not from "x.." or "x@.".
-	if n := len(toks); n >= 2 && toks[n-1].typ == '.' && toks[n-2].typ != '.' && toks[n-2].typ != '@' {
-		toks = toks[:n-1]
-	}
-	return toks
 }
 
 // isCanonDaemon reports whether a canonical address is MAILER-DAEMON in

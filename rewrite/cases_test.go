@@ -24,6 +24,7 @@ joe@ext.test            jdoe@ext2.test
 @dom.test               @newdom.test
 localuser               local-mapped@c.test
 "quoted user"@q.test    unquoted@q.test
+qcanon@c.test           "canon q"@c.test
 case@c.test             CaseResult@C.test
 short@c.test            shortuser
 both@b.test             fromcanonical@b.test
@@ -56,6 +57,7 @@ unq@v.test              unqualified
 ext@v.test              ext-a@w.test, ext-b@w.test
 dup@v.test              b@v.test, d@v.test
 "q u"@v.test            qu@w.test
+qres@v.test             "q r"@w.test, plain@w.test
 `},
 	{Name: "virtual.re", Data: `
 /^rx-(.*)@vre\.test$/   $1@w.test, rxcopy@w.test
@@ -84,7 +86,7 @@ var envelopeAddrs = []string{
 	"u@host.masq.test", "u@a.b.masq.test", "u@masq.test", "u@x.keep.masq.test", "u@keep.masq.test",
 	"root@host.masq.test", "ROOT@host.masq.test", "u@host.other.test", "u@notmasq.test",
 	"MAILER-DAEMON", "mailer-daemon@origin.example", "MAILER-DAEMON@other.test", "mailer-daemon",
-	`"john smith"@q.test`, `"a@b"@q.test`, "postmaster", "u@[192.0.2.1]", "u@[192.0.2.1].", "localuser@[127.0.0.1]", "localuser@[192.0.2.9]",
+	`"john smith"@q.test`, `"a@b"@q.test`, "qcanon+e@c.test", "postmaster", "u@[192.0.2.1]", "u@[192.0.2.1].", "localuser@[127.0.0.1]", "localuser@[192.0.2.9]",
 }
 
 var virtualAddrs = []string{
@@ -92,7 +94,7 @@ var virtualAddrs = []string{
 	"anyone@catch.test", "anyone+x@catch.test", "kept@keepuser.test", "kept+e@keepuser.test",
 	"deep1@v.test", "case@v.test", "local", "local@origin.example", "local+x@mail.example.com",
 	"unq@v.test", "ext+tag@v.test", "dup@v.test", `"q u"@v.test`, "rx-abc@vre.test", "nomatch@v.test",
-	"chain1@c.test", "rcpt@r.test",
+	"chain1@c.test", "rcpt@r.test", "qres@v.test", "qres+x@v.test", `"qres+a b"@v.test`,
 }
 
 // headerSet is a message's worth of headers that probe the tok822 parser

@@ -118,10 +118,13 @@ func FromConfig(ctx context.Context, cfg *config.Config, prefix string) (*Rewrit
 			return nil, fmt.Errorf("rewrite: %w", err)
 		}
 	}
+	// mydestination and virtual_alias_domains are string lists in
+	// Postfix (resolve_local, trivial-rewrite): exact names and table
+	// keys, never a subdomain, whatever parent_domain_matches_subdomains
+	// says (compared with Postfix in local_oracle_test.go).
 	if items := p.List("virtual_alias_domains"); len(items) > 0 {
 		if c.VirtualAliasDomains, err = maps.NewMatchList(ctx, maps.MatchListConfig{
-			Name: "virtual_alias_domains", Kind: maps.DomainMatch,
-			ParentStyle: p.ParentStyle("virtual_alias_domains"),
+			Name: "virtual_alias_domains", Kind: maps.StringMatch,
 		}, items); err != nil {
 			return nil, fmt.Errorf("rewrite: %w", err)
 		}
@@ -129,8 +132,7 @@ func FromConfig(ctx context.Context, cfg *config.Config, prefix string) (*Rewrit
 	var mydest *maps.MatchList
 	if items := p.List("mydestination"); len(items) > 0 {
 		if mydest, err = maps.NewMatchList(ctx, maps.MatchListConfig{
-			Name: "mydestination", Kind: maps.DomainMatch,
-			ParentStyle: p.ParentStyle("mydestination"),
+			Name: "mydestination", Kind: maps.StringMatch,
 		}, items); err != nil {
 			return nil, fmt.Errorf("rewrite: %w", err)
 		}

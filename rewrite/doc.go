@@ -103,7 +103,7 @@
 //	masquerade_exceptions                local parts never masqueraded (a string list, tables allowed)
 //	masquerade_classes                   default envelope_sender, header_sender, header_recipient
 //	virtual_alias_maps                   virtual alias expansion of recipients
-//	virtual_alias_domains                kept in Config for the resolver; not used by the expansion
+//	virtual_alias_domains                kept in Config for the resolver (a string list, as Postfix's); not used by the expansion
 //	virtual_alias_expansion_limit        addresses per expansion (default 1000)
 //	virtual_alias_recursion_limit        nesting per address (default 1000)
 //	virtual_alias_address_length_limit   length of a result address (default 1000)
@@ -111,6 +111,7 @@
 //	recipient_delimiter                  the extension delimiters (a set of characters)
 //	owner_request_special, double_bounce_sender   local parts never split at the delimiter
 //	mydestination, inet_interfaces, proxy_interfaces   which domains are local for the user and user+ext keys
+//	                                     (mydestination is a string list: exact names, never subdomains)
 //	empty_address_recipient              where mail to the null recipient goes (default MAILER-DAEMON)
 //	header_address_token_limit           tokens parsed per header (default 10240)
 //	smtp_generic_maps, lmtp_generic_maps the generic table of the prefix given to FromConfig

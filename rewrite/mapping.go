@@ -47,25 +47,10 @@ func (r *Rewriter) mapOnce(ctx context.Context, l maps.List, ext string, form ma
 	}
 	out, err := maps.MapAddressResult(res, internal, maps.AddressResultOptions{
 		Canonicalize: r.canonLocal,
+		Propagate:    propagate,
 	})
 	if err != nil {
 		return nil, false, err
-	}
-	// propagate_unmatched_extensions: Postfix's mail_addr_crunch puts the
-	// extension into the internal form of each result, before its last
-	// '@', and quotes the result again, so an extension that holds
-	// specials ("+a,b") ends up inside the quoted local part.
-	// MapAddressResult would insert it into the quoted form.
-	if ext := res.Extension(); propagate && ext != "" {
-		for i, a := range out {
-			in := address.Unquote(a)
-			if at := strings.LastIndexByte(in, '@'); at >= 0 {
-				in = in[:at] + ext + in[at:]
-			} else {
-				in += ext
-			}
-			out[i] = address.Quote(in)
-		}
 	}
 	return out, true, nil
 }

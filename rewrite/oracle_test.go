@@ -194,9 +194,8 @@ func parsePostcat(t *testing.T, s string) queued {
 var dropped = map[string]bool{"bcc": true, "resent-bcc": true, "return-path": true, "content-length": true}
 
 // pathInternal is what smtpd hands cleanup for a MAIL FROM or RCPT TO
-// path: the address in internal form. address.ParsePath refuses a few
-// forms smtpd takes (a literal with a trailing dot), so those are only
-// unquoted.
+// path: the address in internal form. A path address.ParsePath refuses
+// (smtpd refused it too, so it is not compared) is only unquoted.
 func pathInternal(s string) string {
 	p, err := address.ParsePath("<"+s+">", address.PathOptions{AllowNull: true, NoDomainCheck: true})
 	if err != nil {

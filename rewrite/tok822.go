@@ -4,29 +4,30 @@ import (
 	"strings"
 
 	"github.com/postkit-mail/postkit/address"
+	"github.com/postkit-mail/postkit/internal/tok822"
 )
 
-// This file is a tokenizer and parser for RFC 822 address lists that
-// behaves like Postfix's tok822 module (tok822_parse(3)), because Postfix
-// regenerates a rewritten header from its own parse tree: where tok822
-// splits, groups or moves tokens, a rewritten header shows it (comments
-// moved after the address, "Name a@b" becoming "Name, a@b", missing commas
-// added). Matching the parser is what makes the regenerated header byte-
-// identical to Postfix's.
+// This file is a parser for RFC 822 address lists, on the tokens of
+// internal/tok822, that behaves like Postfix's tok822 module
+// (tok822_parse(3)), because Postfix regenerates a rewritten header from
+// its own parse tree: where tok822 splits, groups or moves tokens, a
+// rewritten header shows it (comments moved after the address, "Name a@b"
+// becoming "Name, a@b", missing commas added). Matching the parser is
+// what makes the regenerated header byte-identical to Postfix's.
 
-// Token types above the single-character operators.
+// Token types above the single-character operators: the scanner's
+// (internal/tok822) and the parse tree's own.
 const (
-	tokAtom     = 256 + iota // atom (text)
-	tokQString               // quoted string (text without quotes and escapes)
-	tokDomLit                // domain literal (text between brackets)
-	tokComment               // comment, kept in external form with parentheses
-	tokStartGrp              // the ':' that starts a named group
-	tokAddr                  // an address: its tokens are the children
+	tokAtom    = tok822.Atom
+	tokQString = tok822.QString
+	tokDomLit  = tok822.DomLit
+	tokComment = tok822.Comment
 )
 
-// opChars are tok822's single-character operators. '%' and '!' are
-// included because not all the world is RFC 822.
-const opChars = "|\"(),.:;<>@[]%!"
+const (
+	tokStartGrp = tok822.Comment + 1 + iota // the ':' that starts a named group
+	tokAddr                                 // an address: its tokens are the children
+)
 
 // tok is one token of a token list, or an address node holding a list.
 type tok struct {
@@ -37,150 +38,22 @@ type tok struct {
 	owner      *tok // the tokAddr this token belongs to, nil at top level
 }
 
-func isOpChar(c byte) bool { return strings.IndexByte(opChars, c) >= 0 }
-
-// isSpace is Postfix's IS_SPACE_TAB_CR_LF.
-func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
-
 // scanTokens splits external-form text into a token list, stopping after
 // limit tokens when limit > 0 (header_address_token_limit): the rest of
 // the text is dropped, as Postfix does. It never fails; unterminated
 // quoted strings, comments and literals run to the end of the text.
 func scanTokens(s string, limit int) (head, tail *tok) {
-	count := 0
-	var b []byte
-	for i := 0; i < len(s); {
-		c := s[i]
-		i++
-		if isSpace(c) {
-			continue
-		}
-		t := &tok{}
-		switch {
-		case c == '(':
-			t.typ = tokComment
-			t.text, i = scanComment(s, i)
-		case c == '[':
-			t.typ = tokDomLit
-			b, i = collect(b[:0], s, i, ']')
-			t.text = string(b)
-		case c == '"':
-			t.typ = tokQString
-			b, i = collect(b[:0], s, i, '"')
-			t.text = string(b)
-		case c != '\\' && isOpChar(c):
-			t.typ = int(c)
-		default:
-			t.typ = tokAtom
-			i--
-			b, i = collectAtom(b[:0], s, i)
-			t.text = string(b)
-			if atomNeedsQuote(t.text) {
-				t.typ = tokQString
-			}
-		}
+	tok822.ScanEach(s, limit, func(t tok822.Token) {
+		n := &tok{typ: t.Type, text: t.Text}
 		if head == nil {
-			head = t
+			head = n
 		} else {
-			tail.next = t
-			t.prev = tail
+			tail.next = n
+			n.prev = tail
 		}
-		tail = t
-		count++
-		if limit > 0 && count >= limit {
-			break
-		}
-	}
+		tail = n
+	})
 	return head, tail
-}
-
-// collect gathers the text of a quoted string or domain literal up to the
-// closing byte end, which is skipped. A backslash quotes the next byte.
-// Whitespace inside becomes a space (Postfix's COLLECT).
-func collect(b []byte, s string, i int, end byte) ([]byte, int) {
-	for i < len(s) {
-		c := s[i]
-		if c == '\\' {
-			i++
-			if i >= len(s) {
-				break
-			}
-			c = s[i]
-		} else if c == end {
-			i++ // skip the closing byte
-			break
-		}
-		if isSpace(c) {
-			c = ' '
-		}
-		b = append(b, c)
-		i++
-	}
-	return b, i
-}
-
-// collectAtom gathers an atom: up to whitespace or an operator; a
-// backslash quotes the next byte.
-func collectAtom(b []byte, s string, i int) ([]byte, int) {
-	for i < len(s) {
-		c := s[i]
-		if c == '\\' {
-			i++
-			if i >= len(s) {
-				break
-			}
-			c = s[i]
-		} else if isSpace(c) || isOpChar(c) {
-			break
-		}
-		if isSpace(c) {
-			c = ' '
-		}
-		b = append(b, c)
-		i++
-	}
-	return b, i
-}
-
-// atomNeedsQuote: an atom that holds a space, a control character, an
-// operator or a backslash (the last two only through backslash escapes)
-// is a quoted string when written out; Postfix 3.7 counts the backslash
-// among its operator characters here. 8-bit bytes are left alone.
-func atomNeedsQuote(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c == ' ' || c < 0x20 || c == 0x7f || c == '\\' || isOpChar(c) {
-			return true
-		}
-	}
-	return false
-}
-
-// scanComment reads a comment after its '(' and returns it in external
-// form, parentheses included; comments nest, and a backslash keeps the
-// next byte as it is.
-func scanComment(s string, i int) (string, int) {
-	start := i - 1
-	level := 1
-	for i < len(s) {
-		c := s[i]
-		i++
-		switch c {
-		case '(':
-			level++
-		case ')':
-			level--
-			if level == 0 {
-				return s[start:i], i
-			}
-		case '\\':
-			if i >= len(s) {
-				return s[start:i], i
-			}
-			i++
-		}
-	}
-	return s[start:i], i
 }
 
 // Parser states.

@@ -82,11 +82,10 @@ func BenchmarkResolve(b *testing.B) {
 	})
 	b.Run("postfix", func(b *testing.B) {
 		p := oracle.StartPostfix(b, sc.Options())
-		rc := dialRewrite(b, p)
-		defer rc.c.Close()
+		rc := p.DialRewrite(b)
 		for i := 0; b.Loop(); i++ {
 			q := benchQueries[i%len(benchQueries)]
-			if _, err := rc.resolve(q.Sender, q.Rcpt); err != nil {
+			if _, err := rc.Resolve(q.Sender, q.Rcpt); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -58,7 +58,7 @@ func TestGolden(t *testing.T) {
 				t.Errorf("%s line %d: %s has no golden answer", sc.Name, q.Line, q)
 				continue
 			}
-			got := postkitAnswer(r.Resolve(context.Background(), q.Sender, q.Rcpt)).normalize()
+			got := normalize(postkitAnswer(r.Resolve(context.Background(), q.Sender, q.Rcpt)))
 			if got != w {
 				t.Errorf("%s line %d: %s\n  Postfix: %s\n  postkit: %s", sc.Name, q.Line, q, w, got)
 			}

@@ -1,17 +1,13 @@
 package route
 
 import (
-	"bufio"
 	"context"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/postkit-mail/postkit/config"
 	"github.com/postkit-mail/postkit/internal/oracle"
@@ -27,29 +23,16 @@ import (
 
 var update = flag.Bool("update", false, "write Postfix's answers to testdata/oracle/*.golden")
 
-// Postfix's resolve reply flags (resolve_clnt.h).
-const (
-	flagRouted   = 1 << 1
-	flagError    = 1 << 2
-	flagFail     = 1 << 3
-	flagLocal    = 1 << 8
-	flagAlias    = 1 << 9
-	flagVirtual  = 1 << 10
-	flagRelay    = 1 << 11
-	flagDefault  = 1 << 12
-	classMask    = flagLocal | flagAlias | flagVirtual | flagRelay | flagDefault
-	comparedMask = classMask | flagRouted | flagError | flagFail
-)
-
 // answer is one resolve reply in the form both sides are compared in.
-type answer struct {
-	Transport, Nexthop, Recipient string
-	Flags                         int
-}
+type answer = oracle.Resolution
 
-func (a answer) String() string {
-	return fmt.Sprintf("%s\t%s\t%s\t%d", a.Transport, a.Nexthop, a.Recipient, a.Flags)
-}
+// Postfix's resolve reply flags that are compared.
+const (
+	flagRouted   = oracle.ResolveRouted
+	flagError    = oracle.ResolveError
+	flagFail     = oracle.ResolveFail
+	comparedMask = oracle.ResolveClassMask | flagRouted | flagError | flagFail
+)
 
 // postkitAnswer turns Resolve's result into Postfix's reply form.
 func postkitAnswer(res Result, err error) answer {
@@ -59,15 +42,15 @@ func postkitAnswer(res Result, err error) answer {
 	a := answer{Recipient: res.Recipient}
 	switch res.Class {
 	case Local:
-		a.Flags |= flagLocal
+		a.Flags |= oracle.ResolveLocal
 	case VirtualAlias:
-		a.Flags |= flagAlias
+		a.Flags |= oracle.ResolveAlias
 	case VirtualMailbox:
-		a.Flags |= flagVirtual
+		a.Flags |= oracle.ResolveVirtual
 	case Relay:
-		a.Flags |= flagRelay
+		a.Flags |= oracle.ResolveRelay
 	case Default:
-		a.Flags |= flagDefault
+		a.Flags |= oracle.ResolveDefault
 	}
 	if res.Routed {
 		a.Flags |= flagRouted
@@ -82,7 +65,7 @@ func postkitAnswer(res Result, err error) answer {
 
 // normalize keeps what is compared: for an invalid address or a lookup
 // failure Postfix's transport and next hop are placeholders.
-func (a answer) normalize() answer {
+func normalize(a answer) answer {
 	a.Flags &= comparedMask
 	if a.Flags&(flagError|flagFail) != 0 {
 		a.Transport, a.Nexthop = "", ""
@@ -143,66 +126,6 @@ func queries(t *testing.T, sc oracle.Scenario) []query {
 	return qs
 }
 
-// rewriteClient talks to trivial-rewrite's resolve service: attributes as
-// NUL-terminated name/value pairs, a request ends with an empty name.
-type rewriteClient struct {
-	c net.Conn
-	r *bufio.Reader
-}
-
-func dialRewrite(t testing.TB, p *oracle.Postfix) *rewriteClient {
-	t.Helper()
-	c, err := net.Dial("unix", filepath.Join(p.QueueDir, "private", "rewrite"))
-	if err != nil {
-		t.Fatalf("connect to trivial-rewrite: %v", err)
-	}
-	rc := &rewriteClient{c: c, r: bufio.NewReader(c)}
-	// The server announces its protocol first.
-	hello, err := rc.read()
-	if err != nil || hello["protocol"] != "trivial_rewrite_protocol" {
-		t.Fatalf("trivial-rewrite greeting: %v %v", hello, err)
-	}
-	return rc
-}
-
-func (rc *rewriteClient) read() (map[string]string, error) {
-	rc.c.SetDeadline(time.Now().Add(20 * time.Second))
-	m := map[string]string{}
-	for {
-		name, err := rc.r.ReadString(0)
-		if err != nil {
-			return m, err
-		}
-		name = name[:len(name)-1]
-		if name == "" {
-			return m, nil
-		}
-		val, err := rc.r.ReadString(0)
-		if err != nil {
-			return m, err
-		}
-		// The reply holds "flags" twice: the server's flags (always 0
-		// here), then the resolve flags; keep the last.
-		m[name] = val[:len(val)-1]
-	}
-}
-
-func (rc *rewriteClient) resolve(sender, rcpt string) (answer, error) {
-	rc.c.SetDeadline(time.Now().Add(20 * time.Second))
-	if _, err := fmt.Fprintf(rc.c, "request\x00resolve\x00sender\x00%s\x00address\x00%s\x00\x00", sender, rcpt); err != nil {
-		return answer{}, err
-	}
-	m, err := rc.read()
-	if err != nil {
-		return answer{}, err
-	}
-	flags, err := strconv.Atoi(m["flags"])
-	if err != nil {
-		return answer{}, fmt.Errorf("resolve reply %v: %v", m, err)
-	}
-	return answer{Transport: m["transport"], Nexthop: m["nexthop"], Recipient: m["recipient"], Flags: flags}, nil
-}
-
 // postkitResolver builds a Resolver from the instance's configuration
 // directory, as a user pointing postkit at /etc/postfix would.
 func postkitResolver(t testing.TB, dir string) *Resolver {
@@ -233,23 +156,23 @@ func TestOracleResolve(t *testing.T) {
 		} else {
 			p.Reconfigure(t, sc.Main, sc.Files)
 		}
-		rc := dialRewrite(t, p)
+		rc := p.DialRewrite(t)
 		r := postkitResolver(t, p.ConfigDir)
 		var golden strings.Builder
 		for _, q := range queries(t, sc) {
-			want, err := rc.resolve(q.Sender, q.Rcpt)
+			want, err := rc.Resolve(q.Sender, q.Rcpt)
 			if err != nil {
 				t.Fatalf("%s line %d: Postfix: %v", sc.Name, q.Line, err)
 			}
-			want = want.normalize()
-			got := postkitAnswer(r.Resolve(context.Background(), q.Sender, q.Rcpt)).normalize()
+			want = normalize(want)
+			got := normalize(postkitAnswer(r.Resolve(context.Background(), q.Sender, q.Rcpt)))
 			if got != want {
 				t.Errorf("%s line %d: %s\n  Postfix: %s\n  postkit: %s", sc.Name, q.Line, q, want, got)
 			}
 			fmt.Fprintf(&golden, "%s\t%s\n", q, want)
 			total++
 		}
-		rc.c.Close()
+		rc.Close()
 		gpath := strings.TrimSuffix(sc.Path, ".txt") + ".golden"
 		if *update {
 			if err := os.WriteFile(gpath, []byte(golden.String()), 0o644); err != nil {

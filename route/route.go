@@ -10,6 +10,7 @@ import (
 
 	"github.com/postkit-mail/postkit/address"
 	"github.com/postkit-mail/postkit/cleanup"
+	"github.com/postkit-mail/postkit/internal/tok822"
 	"github.com/postkit-mail/postkit/maps"
 	"github.com/postkit-mail/postkit/queue"
 )
@@ -164,6 +165,7 @@ type Resolver struct {
 	own       map[netip.Addr]bool
 	transport maps.AddressStrategy
 	sender    maps.AddressStrategy
+	strip     tok822.Resolver // rewriting and local-domain stripping
 	closers   []func() error
 }
 
@@ -194,6 +196,19 @@ func New(cfg Config) (*Resolver, error) {
 	r.transport.Split = cfg.Split
 	r.sender = maps.MappingStrategy(cfg.RecipientDelimiter, r.isLocalOrOrigin)
 	r.sender.Split = cfg.Split
+	r.strip = tok822.Resolver{
+		Context: tok822.Context{
+			Origin: cfg.MyOrigin, Domain: cfg.MyDomain,
+			AppendAtOrigin: cfg.AppendAtMyOrigin, AppendDotDomain: cfg.AppendDotMyDomain,
+			SwapBangPath: cfg.SwapBangPath, AllowPercentHack: cfg.AllowPercentHack,
+		},
+		MyHostname:            cfg.MyHostname,
+		ResolveDequoted:       cfg.ResolveDequoted,
+		ResolveNullDomain:     cfg.ResolveNullDomain,
+		EmptyAddressRecipient: cfg.EmptyAddressRecipient,
+		IsLocal:               r.isLocal,
+		Warn:                  func(msg string) { r.log.Warn(msg) },
+	}
 	return r, nil
 }
 
@@ -302,7 +317,7 @@ func splitDSN(s, def string) (string, string) {
 // An error is a table that could not be searched (see IsLookupFailure) or
 // ctx ending.
 func (r *Resolver) Resolve(ctx context.Context, sender, rcpt string) (Result, error) {
-	next, remote, err := r.strip(ctx, rcpt)
+	next, remote, err := r.strip.Strip(ctx, rcpt)
 	if err != nil {
 		return Result{}, err
 	}
@@ -341,142 +356,6 @@ func (r *Resolver) isLocalOrOrigin(ctx context.Context, domain string) (bool, er
 		return true, nil
 	}
 	return r.isLocal(ctx, domain)
-}
-
-// rewriteTree is the canonical form in the local context, on tokens
-// (spec §6.1).
-func (r *Resolver) rewriteTree(toks []tok) []tok {
-	n := len(toks)
-	if n == 0 || n == 1 && toks[0].t == tkQString && toks[0].s == "" {
-		return toks
-	}
-	if n == 1 && toks[0].t == '@' {
-		return []tok{{t: tkQString}}
-	}
-	// RFC 5321 4.1.1.3: "@a,@b:user@c" is delivered as user@c.
-	if toks[0].t == '@' {
-		if c := findTok(toks, ':'); c >= 0 && c != n-1 {
-			toks = toks[c+1:]
-		}
-	}
-	if rfindTok(toks, '@') < 0 {
-		if bang := findTok(toks, '!'); r.cfg.SwapBangPath && bang >= 0 {
-			out := make([]tok, 0, len(toks)+1)
-			out = append(out, toks[bang+1:]...)
-			if bang == 0 {
-				for i := 1; i < len(out); i++ {
-					out[i].glue = true
-				}
-			}
-			out = append(out, tok{t: '@'})
-			toks = append(out, toks[:bang]...)
-		} else if pct := rfindTok(toks, '%'); r.cfg.AllowPercentHack && pct >= 0 {
-			toks = append([]tok(nil), toks...)
-			toks[pct].t = '@'
-		} else if r.cfg.AppendAtMyOrigin && r.cfg.MyOrigin != "" {
-			toks = append(append(toks[:len(toks):len(toks)], tok{t: '@'}), scan822(r.cfg.MyOrigin)...)
-		}
-	}
-	if at := rfindTok(toks, '@'); r.cfg.AppendDotMyDomain && r.cfg.MyDomain != "" && at >= 0 && at != len(toks)-1 &&
-		findTok(toks[at:], tkDomLit) < 0 && findTok(toks[at:], '.') < 0 {
-		toks = append(append(toks[:len(toks):len(toks)], tok{t: '.'}), scan822(r.cfg.MyDomain)...)
-	}
-	if n := len(toks); n >= 2 && toks[n-1].t == '.' && toks[n-2].t != '.' && toks[n-2].t != '@' {
-		toks = toks[:n-1]
-	}
-	return toks
-}
-
-// strip is resolve_addr's loop: remove local domains and follow the
-// routing behind them until a remote domain or a bare local part is left.
-// It returns the recipient in internal form and whether its domain is
-// remote.
-func (r *Resolver) strip(ctx context.Context, addr string) (string, bool, error) {
-	toks := scan822(address.Quote(addr))
-	var saved []tok // the last local @domain removed
-	remote := false
-	loopMax := len(addr) + 100
-	for loop := 0; ; loop++ {
-		if err := ctx.Err(); err != nil {
-			return "", false, err
-		}
-		if loop > loopMax {
-			r.log.Warn(fmt.Sprintf("resolve_addr: <%s>: giving up after %d iterations", addr, loop))
-			break
-		}
-		n := len(toks)
-		if n >= 2 && toks[n-1].t == '.' && rfindTok(toks, '@') >= 0 && toks[n-2].t != '.' && toks[n-2].t != '@' {
-			toks = toks[:n-1]
-		}
-		if n := len(toks); r.cfg.ResolveNullDomain && n > 0 && toks[n-1].t == '@' {
-			toks = toks[:n-1]
-		}
-		if at := rfindTok(toks, '@'); at >= 0 {
-			if at+1 < len(toks) {
-				local, err := r.isLocal(ctx, internalize822(toks[at+1:]))
-				if err != nil {
-					return "", false, err
-				}
-				if !local {
-					remote = true
-					break
-				}
-			}
-			saved = append([]tok(nil), toks[at:]...)
-			toks = toks[:at:at]
-		}
-		if rfindTok(toks, '@') >= 0 || r.cfg.SwapBangPath && rfindTok(toks, '!') >= 0 ||
-			r.cfg.AllowPercentHack && rfindTok(toks, '%') >= 0 {
-			toks = r.rewriteTree(toks)
-			continue
-		}
-		// resolve_dequoted_address: routing inside a quoted local part
-		// counts too, so "user@remote"@local cannot relay.
-		if r.cfg.ResolveDequoted && len(toks) == 1 && toks[0].t == tkQString {
-			local := toks[0].s
-			oper := strings.LastIndexByte(local, '@')
-			if oper < 0 && r.cfg.AllowPercentHack {
-				oper = strings.LastIndexByte(local, '%')
-			}
-			if oper < 0 && r.cfg.SwapBangPath {
-				oper = strings.LastIndexByte(local, '!')
-			}
-			if oper >= 0 {
-				op := local[oper]
-				if op == '%' {
-					local = local[:oper] + "@" + local[oper+1:]
-					op = '@'
-				}
-				if op == '@' {
-					local = address.Quote(local)
-				}
-				toks = r.rewriteTree(scan822(local))
-				continue
-			}
-		}
-		if len(toks) == 1 && toks[0].t == tkQString && toks[0].s == "" {
-			toks = nil
-		}
-		if len(toks) == 0 {
-			toks = scan822(r.cfg.EmptyAddressRecipient)
-		}
-		break
-	}
-	if !remote {
-		if saved != nil {
-			toks = append(toks, saved...)
-		} else {
-			// No domain at all: the address is at $myhostname, which
-			// is local only if mydestination says so.
-			toks = append(append(toks, tok{t: '@'}), scan822(r.cfg.MyHostname)...)
-			local, err := r.isLocal(ctx, r.cfg.MyHostname)
-			if err != nil {
-				return "", false, err
-			}
-			remote = !local
-		}
-	}
-	return internalize822(toks), remote, nil
 }
 
 // validDomain is valid_utf8_hostname: a host name (UTF-8 allowed with

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/postkit-mail/postkit/address"
+	"github.com/postkit-mail/postkit/internal/tok822"
 	"github.com/postkit-mail/postkit/maps"
 	"github.com/postkit-mail/postkit/restrictions"
 )
@@ -56,7 +57,7 @@ func (s smtpdResolver) Resolve(ctx context.Context, sender, addr string) (restri
 // before they resolve.
 func (r *Resolver) resolveCanonical(ctx context.Context, sender, addr string) (Result, error) {
 	if addr != "" {
-		addr = internalize822(r.rewriteTree(scan822(address.Quote(addr))))
+		addr = tok822.Internalize(r.strip.Rewrite(tok822.Scan(address.Quote(addr))))
 	}
 	return r.Resolve(ctx, sender, addr)
 }
