@@ -40,7 +40,8 @@
 // mail policy.
 //
 // The command line, cmd/postkit, offers postmap, postalias, newaliases,
-// postconf and sendmail with Postfix's flags, output and exit codes.
+// postconf, sendmail, postqueue, postsuper, postcat and mailq with
+// Postfix's flags, output and exit codes.
 //
 // [github.com/postkit-mail/postkit/smtpserver] is the SMTP and LMTP server
 // (Postfix's smtpd and anvil), streaming accepted mail to a hand-off
@@ -59,6 +60,19 @@
 // [github.com/postkit-mail/postkit/pickup], which postkit sendmail writes
 // into.
 //
-// Parts not yet written (queue, mda, mailbox, IMAP and POP3) are listed
-// here as they land.
+// [github.com/postkit-mail/postkit/queue] stores accepted mail durably and
+// schedules its delivery (Postfix's queue directories and qmgr); package
+// queue/control serves postqueue, postsuper and postcat on a running queue,
+// and [github.com/postkit-mail/postkit/bounce] writes the delivery status
+// notifications. The scheduler asks [github.com/postkit-mail/postkit/route]
+// (trivial-rewrite's resolve and transport) where each recipient goes and
+// hands the batches to [github.com/postkit-mail/postkit/mda], whose agents
+// (mda/local, mda/virtual, mda/pipe, mda/smtp on
+// [github.com/postkit-mail/postkit/smtpclient]) deliver into
+// [github.com/postkit-mail/postkit/mailbox] stores or to the next MTA.
+// [github.com/postkit-mail/postkit/imapserver] and
+// [github.com/postkit-mail/postkit/pop3server] read those stores.
+//
+// examples/mailserver composes all of it into one program; examples/smarthost
+// is a relay-only MTA and examples/policy unit-tests a mail policy.
 package postkit
