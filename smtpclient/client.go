@@ -10,6 +10,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -220,7 +221,15 @@ type Client struct {
 	authed   string
 	broken   error
 	used     int
+
+	// mu guards watching: the watch of the operation under way. Once its
+	// context is cancelled, every deadline the operation sets is in the
+	// past, so a later stage cannot lift the cancellation.
+	mu       sync.Mutex
+	watching *watcher
 }
+
+type watcher struct{ cancelled bool }
 
 // Dial connects to addr ("host:port", or a path for network "unix")
 // within Timeouts.Connect and reads the greeting (see NewClient).
@@ -276,8 +285,42 @@ func (c *Client) watch(ctx context.Context) func() {
 	if ctx.Done() == nil {
 		return func() {}
 	}
-	stop := context.AfterFunc(ctx, func() { c.conn.SetDeadline(time.Unix(1, 0)) })
-	return func() { stop() }
+	w := &watcher{}
+	c.mu.Lock()
+	c.watching = w
+	c.mu.Unlock()
+	stop := context.AfterFunc(ctx, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.watching == w {
+			w.cancelled = true
+			c.conn.SetDeadline(time.Unix(1, 0))
+		}
+	})
+	return func() {
+		stop()
+		c.mu.Lock()
+		if c.watching == w {
+			c.watching = nil
+		}
+		c.mu.Unlock()
+	}
+}
+
+// deadline sets the read or write deadline to now+timeout, or in the past
+// when the operation's context is cancelled.
+func (c *Client) deadline(write bool, timeout time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := time.Now().Add(timeout)
+	if c.watching != nil && c.watching.cancelled {
+		t = time.Unix(1, 0)
+	}
+	if write {
+		c.conn.SetWriteDeadline(t)
+	} else {
+		c.conn.SetReadDeadline(t)
+	}
 }
 
 // Conn is the connection (a *tls.Conn after StartTLS).
@@ -330,7 +373,7 @@ func (c *Client) read(timeout time.Duration, stage string) (Reply, error) {
 	if c.broken != nil {
 		return Reply{}, c.broken
 	}
-	c.conn.SetReadDeadline(time.Now().Add(timeout))
+	c.deadline(false, timeout)
 	r, err := ReadReply(c.br)
 	if err != nil {
 		return r, c.fail(&Error{Stage: stage, Err: err})
@@ -348,7 +391,7 @@ func (c *Client) flush(timeout time.Duration, stage string) error {
 	if c.broken != nil {
 		return c.broken
 	}
-	c.conn.SetWriteDeadline(time.Now().Add(timeout))
+	c.deadline(true, timeout)
 	if err := c.bw.Flush(); err != nil {
 		return c.fail(&Error{Stage: stage, Err: err})
 	}

@@ -90,7 +90,7 @@ func (m *memMsg) body() string {
 // 450 4.2.1.
 func checker(t testing.TB) *restrictions.Checker {
 	cfg := restrictions.DefaultConfig()
-	cfg.Mynetworks = []string{"0.0.0.0/0"}
+	cfg.Mynetworks = []string{"0.0.0.0/0", "[::]/0"}
 	cfg.Funcs = map[string]restrictions.Func{
 		"check_test_rcpt": func(ctx context.Context, stage restrictions.Stage, s *restrictions.Snapshot) (string, error) {
 			switch {

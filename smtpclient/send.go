@@ -321,11 +321,11 @@ func (c *Client) Send(ctx context.Context, env *Envelope, body io.Reader) (*Resu
 		w = dg
 	}
 	if err := copyLines(w, body); err != nil {
-		return res, err
+		return res, c.fail(err) // the server is inside DATA: unusable
 	}
 	if dg != nil {
 		if err := dg.finish(); err != nil {
-			return res, err
+			return res, c.fail(err)
 		}
 		res.Downgraded = dg.converted
 	}
@@ -426,8 +426,10 @@ func (d *dotWriter) line(l []byte) error {
 		return c.broken
 	}
 	// Each write that reaches the network gets smtp_data_xfer_timeout.
-	if c.bw.Available() < len(l)+8 {
-		c.conn.SetWriteDeadline(time.Now().Add(c.to.DataXfer))
+	// n counts the CRLF SPACE of every break too, so no write reaches
+	// the network under a stale deadline.
+	if n := len(l) + 8 + 3*len(l)/max(d.limit, 1); c.bw.Available() < n {
+		c.deadline(true, c.to.DataXfer)
 	}
 	if len(l) > 0 && l[0] == '.' {
 		c.bw.WriteByte('.')

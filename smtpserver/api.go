@@ -41,7 +41,8 @@ const (
 	// RoleSubmissions is port 465: implicit TLS, AUTH required.
 	RoleSubmissions
 	// RoleLMTP speaks LMTP (RFC 2033) over TCP or a unix socket: LHLO and
-	// one reply per recipient after the data.
+	// one reply per recipient after the data, naming the recipient
+	// ("250 2.0.0 <rcpt> Ok: queued as ID", "452 4.2.2 <rcpt> Mailbox full").
 	RoleLMTP
 )
 

@@ -470,7 +470,7 @@ func TestSwaksLMTP(t *testing.T) {
 	if len(msgs) != 1 {
 		t.Fatalf("%d messages handed off, want 1", len(msgs))
 	}
-	queued := "250 2.0.0 Ok: queued as " + msgs[0].ID()
+	queued := func(rcpt string) string { return "250 2.0.0 <" + rcpt + "> Ok: queued as " + msgs[0].ID() }
 	var replies []string
 	after := false
 	for _, l := range strings.Split(out, "\n") {
@@ -486,7 +486,7 @@ func TestSwaksLMTP(t *testing.T) {
 			replies = append(replies, l[4:])
 		}
 	}
-	want := []string{queued, "452 4.2.2 Mailbox full", queued}
+	want := []string{queued("one@example.com"), "452 4.2.2 <full@example.com> Mailbox full", queued("two@example.com")}
 	if strings.Join(replies, "|") != strings.Join(want, "|") {
 		t.Errorf("replies after the data %q, want %q\n%s", replies, want, out)
 	}

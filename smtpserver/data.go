@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/postkit-mail/postkit/address"
 	"github.com/postkit-mail/postkit/restrictions"
 )
 
@@ -176,12 +177,17 @@ func (s *session) finishLMTP(id string) (bool, error) {
 	}
 	s.msg = nil
 	okAll := true
-	for _, err := range errs {
+	for i, err := range errs {
+		// Each reply names its recipient, as RFC 2033's example and
+		// Dovecot's LMTP do, so a client's log says whose it is.
+		who := "<" + address.Quote(s.env.Recipients[i].Addr) + ">"
 		if err != nil {
 			okAll = false
-			s.reply(handoffReply(err).String())
+			r := handoffReply(err)
+			r.Text = strings.TrimSpace(who + " " + r.Text)
+			s.reply(r.String())
 		} else {
-			s.reply("250 2.0.0 Ok: queued as " + id)
+			s.reply("250 2.0.0 " + who + " Ok: queued as " + id)
 		}
 	}
 	s.abortTxn()

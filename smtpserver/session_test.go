@@ -273,10 +273,10 @@ func TestLMTPPerRecipient(t *testing.T) {
 	c.cmd("RCPT TO:<full@example.com>")
 	c.cmd("DATA")
 	c.send("x\r\n.\r\n")
-	if r := c.read(); r != "250 2.0.0 Ok: queued as L1" {
+	if r := c.read(); r != "250 2.0.0 <ok@example.com> Ok: queued as L1" {
 		t.Errorf("first recipient: %s", r)
 	}
-	if r := c.read(); r != "452 4.2.2 Mailbox full" {
+	if r := c.read(); r != "452 4.2.2 <full@example.com> Mailbox full" {
 		t.Errorf("second recipient: %s", r)
 	}
 }

@@ -190,7 +190,10 @@ func postsuperMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int
 		if !b.all {
 			ids = []string{}
 			for _, id := range b.named {
-				if psIDOK(id) {
+				// "ALL" from standard input is a queue ID to Postfix,
+				// one that names no message; sent on, it would mean
+				// every message.
+				if psIDOK(id) && id != "ALL" {
 					ids = append(ids, id)
 				}
 			}

@@ -27,6 +27,9 @@ type Agent struct {
 	res   resolver.Resolver
 	log   *slog.Logger
 	cache sessionCache
+	// loopPort is the port mail-loop detection applies to (25; tests
+	// change it through export_test.go).
+	loopPort int
 }
 
 // New returns an Agent for cfg, filling in Postfix's defaults.
@@ -56,6 +59,9 @@ func New(cfg Config, opts Options) (*Agent, error) {
 	if cfg.CacheTimeLimit == 0 {
 		cfg.CacheTimeLimit = 2 * time.Second
 	}
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = 300 * time.Second
+	}
 	if cfg.ReuseTimeLimit <= 0 {
 		cfg.ReuseTimeLimit = 300 * time.Second
 	}
@@ -63,7 +69,7 @@ func New(cfg Config, opts Options) (*Agent, error) {
 		cfg.IPv4 = true
 	}
 	cfg.TLSLevel = strings.ToLower(cfg.TLSLevel)
-	a := &Agent{cfg: cfg, opts: opts, res: opts.Resolver, log: opts.Logger}
+	a := &Agent{cfg: cfg, opts: opts, res: opts.Resolver, log: opts.Logger, loopPort: 25}
 	if a.res == nil {
 		r, err := resolver.NewFromResolvConf()
 		if err != nil {
@@ -95,14 +101,16 @@ func (a *Agent) quitTimeout() time.Duration {
 
 // txn is the envelope of one delivery request, after smtp_generic_maps.
 type txn struct {
-	from  string
-	env   smtpclient.Envelope // without recipients
-	rcpts []smtpclient.Rcpt   // one per Delivery.Recipients entry
+	from    string
+	arrival time.Time           // when the message arrived (Postfix's incoming_arrival)
+	started time.Time           // when this attempt began (active_arrival)
+	env     smtpclient.Envelope // without recipients
+	rcpts   []smtpclient.Rcpt   // one per Delivery.Recipients entry
 }
 
 func (a *Agent) prepare(ctx context.Context, d *queue.Delivery) (*txn, *failure) {
 	e := d.Envelope
-	tx := &txn{from: e.Sender}
+	tx := &txn{from: e.Sender, arrival: e.Arrival, started: time.Now()}
 	tx.env = smtpclient.Envelope{From: e.Sender, Size: d.Size, Body: e.Body, SMTPUTF8: e.SMTPUTF8, Ret: e.Ret, EnvID: e.EnvID}
 	if tx.env.Size == 0 {
 		tx.env.Size = e.Size
@@ -308,13 +316,27 @@ func (a *Agent) dial(ctx context.Context, network, addr string) (net.Conn, error
 
 // open connects to one server and runs greeting, EHLO, STARTTLS and AUTH
 // as the policy says. At security level may, a failed TLS handshake is
-// retried once in plaintext, as Postfix does.
+// retried once in plaintext when Postfix would
+// (PLAINTEXT_FALLBACK_OK_AFTER_STARTTLS_FAILURE): the message waited at
+// least minimal_backoff_time before this attempt, and there are no SASL
+// credentials for this server. Otherwise the server is given up like one
+// at a mandatory level.
 func (a *Agent) open(ctx context.Context, d dest, t target, p tlsPolicy, tx *txn) (*session, *failure) {
 	s, f, retryPlain := a.openOnce(ctx, d, t, p, tx, false)
-	if retryPlain {
-		a.log.Info(f.reason+"; trying again without TLS", "server", t.site(a.cfg.MyHostname))
-		s, f, _ = a.openOnce(ctx, d, t, p, tx, true)
+	if !retryPlain {
+		return s, f
 	}
+	fallback := tx.started.Sub(tx.arrival) >= a.cfg.MinBackoff
+	if fallback && a.cfg.SASLEnable {
+		_, _, found, err := a.credentials(ctx, tx.from, d, t)
+		fallback = err == nil && !found
+	}
+	if !fallback {
+		f.reason = "Cannot start TLS: handshake failure"
+		return nil, f
+	}
+	a.log.Info(f.reason+"; trying again without TLS", "server", t.site(a.cfg.MyHostname))
+	s, f, _ = a.openOnce(ctx, d, t, p, tx, true)
 	return s, f
 }
 
@@ -362,7 +384,7 @@ func (a *Agent) openOnce(ctx context.Context, d dest, t target, p tlsPolicy, tx 
 		}
 		return fail(a.connFailure(err, t))
 	}
-	if !a.cfg.LMTP && strings.EqualFold(c.ServerName(), a.cfg.MyHostname) {
+	if a.loopDetect(t.port) && strings.EqualFold(c.ServerName(), a.cfg.MyHostname) {
 		// The server calls itself by our name: this is a loop.
 		return fail(&failure{dsn: "5.4.6", reason: fmt.Sprintf("mail for %s loops back to myself", d.host)})
 	}
@@ -478,6 +500,9 @@ func (a *Agent) transact(ctx context.Context, s *session, tx *txn, d *queue.Deli
 
 	body, err := d.Open()
 	if err != nil {
+		// A local problem, not the server's: every recipient is deferred
+		// here (leaving them for the next server would drop them).
+		final = true
 		all(&failure{dsn: "4.3.0", reason: fmt.Sprintf("cannot read the queued message: %v", err)})
 		return nil, nil, true
 	}
@@ -512,11 +537,13 @@ func (a *Agent) transact(ctx context.Context, s *session, tx *txn, d *queue.Deli
 		for j := range pending {
 			r := res.Rcpt[j]
 			switch {
-			case res.Mail.Code/100 == 2 && r.Code/100 == 5:
+			case res.Mail.Code/100 == 2 && (r.Code/100 == 4 || r.Code/100 == 5):
+				// A refusal received before the loss stands, in the
+				// server's words (Postfix 3.7; lost_oracle_test.go).
 				settle(j, said(r, "RCPT TO command"))
 			case res.Final[j].Code/100 == 2:
 				set(j, queue.Delivered, res.Final[j].DSN(), res.Final[j].String(), false)
-			case res.Final[j].Code/100 == 5:
+			case res.Final[j].Code/100 == 4 || res.Final[j].Code/100 == 5:
 				settle(j, said(res.Final[j], "end of DATA command"))
 			default:
 				settle(j, lost)

@@ -125,6 +125,14 @@ type Config struct {
 	// ReuseTimeLimit is smtp_connection_reuse_time_limit (300s).
 	CacheTimeLimit, ReuseTimeLimit time.Duration
 
+	// MinBackoff is minimal_backoff_time (300s). At TLS level may, a
+	// failed handshake is retried in plaintext only for a message that
+	// waited at least this long before this attempt, and only to a server
+	// we have no SASL credentials for (Postfix's rule: a first attempt
+	// defers, and a password never travels in the clear because an
+	// attacker broke the handshake).
+	MinBackoff time.Duration
+
 	// Generic, when set, applies smtp_generic_maps to the envelope sender
 	// and recipients.
 	Generic *rewrite.Rewriter
@@ -202,6 +210,7 @@ func FromConfig(ctx context.Context, cfg *config.Config, transport string, opts 
 		SenderDependentAuth:   r.Bool(p("smtp_sender_dependent_authentication")),
 		CacheTimeLimit:        r.Duration(p("smtp_connection_cache_time_limit")),
 		ReuseTimeLimit:        r.Duration(p("smtp_connection_reuse_time_limit")),
+		MinBackoff:            r.Duration("minimal_backoff_time"),
 	}
 	if lmtp {
 		c.FallbackRelay = nil

@@ -23,7 +23,9 @@
 // without addresses → 5.4.4 "no MX host for X has a valid address record"
 // (4.4.4 with smtp_defer_if_no_mx_address_found); our own address
 // (inet_interfaces, proxy_interfaces) removes itself and every worse MX, and
-// 5.4.6 "mail for X loops back to myself" when we were the best;
+// 5.4.6 "mail for X loops back to myself" when we were the best (like
+// the EHLO reply naming us, checked only for servers on port 25, as
+// Postfix's smtp(8) does: a filter on [127.0.0.1]:10025 is no loop);
 // smtp_mx_address_limit addresses are tried, at most smtp_mx_session_limit
 // sessions. A null MX or a loop ends the request; other DNS failures move
 // on to the next destination (and smtp_fallback_relay, which Postfix
@@ -53,7 +55,9 @@
 // smtp_tls_security_level and smtp_tls_policy_maps (looked up with the
 // nexthop as written, then ".parent" domains of an MX domain; "level
 // match=a:b" values): none; may (STARTTLS when offered, no certificate
-// check, plaintext retry after a failed handshake); encrypt (STARTTLS
+// check; after a failed handshake a plaintext retry only as Postfix allows
+// it: for a message that waited minimal_backoff_time before this attempt,
+// and never to a server with SASL credentials); encrypt (STARTTLS
 // required, 4.7.4 "TLS is required, but was not offered by host X[ip]");
 // verify (chain checked against smtp_tls_CAfile, or Options.TLSConfig's
 // RootCAs, name per smtp_tls_verify_cert_match, default hostname = the MX
@@ -96,7 +100,9 @@
 //
 // # Not built
 //
-// DANE and DNSSEC; smtp_tls_fingerprint and the "fingerprint" level;
+// DANE and DNSSEC; the plaintext retry after a TLS session that broke
+// after its handshake (Postfix's PLAINTEXT_FALLBACK_OK_AFTER_TLS_SESSION_FAILURE:
+// such recipients go to the next server or are deferred); smtp_tls_fingerprint and the "fingerprint" level;
 // smtp_tls_ciphers and friends (Go's cipher suites), a protocol maximum or
 // a gap in smtp_tls_protocols;
 // smtp_connection_cache_on_demand's backlog test (every healthy session is

@@ -288,7 +288,7 @@ func (a *Agent) targets(ctx context.Context, d dest) ([]target, *failure) {
 	// Loop detection: drop our own address and everything of equal or
 	// worse preference.
 	for i, t := range out {
-		if !slices.Contains(a.cfg.OwnAddrs, t.addr) {
+		if !a.loopDetect(d.port) || !slices.Contains(a.cfg.OwnAddrs, t.addr) {
 			continue
 		}
 		if i == 0 || out[0].pref == t.pref {
@@ -319,7 +319,7 @@ func (a *Agent) implicitMX(ctx context.Context, d dest) ([]target, *failure) {
 	}
 	var out []target
 	for _, ad := range addrs {
-		if slices.Contains(a.cfg.OwnAddrs, ad.Unmap()) {
+		if a.loopDetect(d.port) && slices.Contains(a.cfg.OwnAddrs, ad.Unmap()) {
 			return nil, &failure{dsn: "5.4.6", reason: fmt.Sprintf("mail for %s loops back to myself", d.host), stop: true}
 		}
 		out = append(out, target{host: d.host, addr: ad.Unmap(), port: d.port})
@@ -357,3 +357,9 @@ func (a *Agent) limit(t []target) []target {
 	}
 	return t
 }
+
+// loopDetect reports whether mail-loop detection applies to a server on
+// port: as in Postfix's smtp(8) (SMTP_MISC_FLAG_LOOP_DETECT), only to
+// port 25, so that a content filter or a second instance on another port
+// of this host (relayhost = [127.0.0.1]:10025) is not taken for a loop.
+func (a *Agent) loopDetect(port int) bool { return !a.cfg.LMTP && port == a.loopPort }

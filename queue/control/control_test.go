@@ -525,3 +525,21 @@ func TestQueueAdminDirect(t *testing.T) {
 	}
 	check(queue.AdminDelete, nil, nil, []string{h, i})
 }
+
+// A queue ID spelled "ALL" cannot be sent: on the wire that line means
+// every message (postsuper -d - reading "ALL" from its standard input
+// deleted the whole queue).
+func TestAdminIDNamedALL(t *testing.T) {
+	e := start(t)
+	h := e.sendHeld("a@example.org")
+	if _, err := e.c.Admin(bg, queue.AdminDelete, []string{"ALL"}); err == nil {
+		t.Error("an ID list holding \"ALL\" was sent")
+	}
+	var b strings.Builder
+	if err := (&control.Request{Verb: control.VerbDelete, IDs: []string{h, "ALL"}}).Encode(&b); err == nil {
+		t.Errorf("encoded %q", b.String())
+	}
+	if e.state(h) != queue.Hold {
+		t.Errorf("message %s is %q after the refused request, want hold", h, e.state(h))
+	}
+}

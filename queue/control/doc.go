@@ -61,7 +61,10 @@
 // streamed as it is produced, so a large listing is never held
 // in memory, and the final record tells the client whether it is whole.
 // A request that does not parse gets "error bad-request"; one not sent
-// within 30 seconds is dropped. ParseRequest is fuzzed.
+// within 30 seconds is dropped, and so is a client that does not take a
+// write of the reply within Server.WriteTimeout (an hour by default, as
+// Postfix's ipc_timeout). ParseRequest is fuzzed. A queue ID cannot be
+// spelled "ALL" (Encode refuses it), so the ALL line is never ambiguous.
 //
 // # Scheduler coordination
 //

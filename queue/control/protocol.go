@@ -287,6 +287,12 @@ func (r *Request) Encode(w io.Writer) error {
 			if len(id) > MaxID {
 				return fmt.Errorf("control: %s: queue ID %q longer than %d bytes", r.Verb, id, MaxID)
 			}
+			if id == "ALL" {
+				// On the wire this line means every message; no queue
+				// ID is spelled "ALL" (queue.ValidID), so refuse rather
+				// than widen the request.
+				return fmt.Errorf("control: %s: \"ALL\" among the queue IDs (use Request.All)", r.Verb)
+			}
 			b.WriteString(id + "\n")
 		}
 	}

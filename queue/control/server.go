@@ -37,6 +37,11 @@ type Server struct {
 	// means 0600: only the queue's owner may control it. 0660 lets the
 	// socket's group in as well.
 	Mode fs.FileMode
+	// WriteTimeout bounds each write of a reply; set before Listen. A
+	// client that stops reading is dropped after it, so it cannot keep
+	// a goroutine and an open queue file for ever. Zero means one hour
+	// (Postfix's ipc_timeout).
+	WriteTimeout time.Duration
 
 	mu     sync.Mutex
 	ln     net.Listener
@@ -165,7 +170,11 @@ func (srv *Server) serve(ln net.Listener) {
 
 func (srv *Server) handle(c net.Conn) {
 	c.SetReadDeadline(time.Now().Add(requestTimeout))
-	rw := &replyWriter{w: bufio.NewWriterSize(c, maxChunk+64)}
+	wt := srv.WriteTimeout
+	if wt <= 0 {
+		wt = time.Hour
+	}
+	rw := &replyWriter{w: bufio.NewWriterSize(deadlineWriter{c, wt}, maxChunk+64)}
 	req, err := ParseRequest(bufio.NewReaderSize(c, 4096))
 	if err != nil {
 		if errors.Is(err, errProtocol) {
@@ -190,6 +199,17 @@ func (srv *Server) handle(c net.Conn) {
 		return
 	}
 	rw.ok(n)
+}
+
+// deadlineWriter gives each write to the client its own deadline.
+type deadlineWriter struct {
+	c       net.Conn
+	timeout time.Duration
+}
+
+func (w deadlineWriter) Write(p []byte) (int, error) {
+	w.c.SetWriteDeadline(time.Now().Add(w.timeout))
+	return w.c.Write(p)
 }
 
 // replyOut is where a request's output and warnings go.
