@@ -60,15 +60,17 @@ func (p *proc) password() string {
 	return ""
 }
 
-// startServer runs the binary in dir with -data dir/data, the three
-// listeners on free ports and the log in dir/maillog, plus args; it
+// startServer runs the binary in dir with -data dir/data, the seven
+// listeners (SMTP, submission, submissions, IMAP, IMAPS, POP3, POP3S) on
+// free ports and the log in dir/maillog, plus args; it
 // returns once the server printed "ready".
 func startServer(t *testing.T, dir string, args ...string) *proc {
 	t.Helper()
 	p := &proc{addrs: map[string]string{}, stderr: new(strings.Builder), logPath: filepath.Join(dir, "maillog"),
 		done: make(chan error, 1)}
 	all := append([]string{"-data", filepath.Join(dir, "data"), "-log", p.logPath,
-		"-smtp", "127.0.0.1:0", "-submission", "127.0.0.1:0", "-submissions", "127.0.0.1:0"}, args...)
+		"-smtp", "127.0.0.1:0", "-submission", "127.0.0.1:0", "-submissions", "127.0.0.1:0",
+		"-imap", "127.0.0.1:0", "-imaps", "127.0.0.1:0", "-pop3", "127.0.0.1:0", "-pop3s", "127.0.0.1:0"}, args...)
 	if os.Getuid() == 0 {
 		// Under root the mail is delivered as nobody (firstStart), which
 		// must reach the data directory through the test's directories.

@@ -43,8 +43,11 @@ func (m *maillog) logger(program string) *slog.Logger {
 }
 
 type progHandler struct {
-	m     *maillog
-	prog  string
+	m    *maillog
+	prog string
+	// ident, when set, replaces "postfix/prog[pid]": the IMAP and POP3
+	// lines read as Dovecot's do in syslog ("dovecot: imap-login: ...").
+	ident string
 	min   slog.Level
 	attrs []slog.Attr
 	// agentOf, when set, makes this the scheduler's handler (the
@@ -108,8 +111,11 @@ func (h *progHandler) Handle(ctx context.Context, r slog.Record) error {
 	if t.IsZero() {
 		t = h.m.now()
 	}
-	line := fmt.Sprintf("%s %s postfix/%s[%d]: %s\n", t.Format(time.Stamp), h.m.host, prog, h.m.pid,
-		strings.ReplaceAll(msg, "\n", " "))
+	tag := fmt.Sprintf("postfix/%s[%d]", prog, h.m.pid)
+	if h.ident != "" {
+		tag = h.ident
+	}
+	line := fmt.Sprintf("%s %s %s: %s\n", t.Format(time.Stamp), h.m.host, tag, strings.ReplaceAll(msg, "\n", " "))
 	h.m.mu.Lock()
 	defer h.m.mu.Unlock()
 	_, err := io.WriteString(h.m.w, line)
@@ -131,6 +137,21 @@ func hasLevelWord(msg string) bool {
 // SMTP server logs as "NOQUEUE: reject: ...").
 func (m *maillog) warnings(program string) *slog.Logger {
 	return slog.New(&progHandler{m: m, prog: program, min: slog.LevelWarn})
+}
+
+// dovecot returns the logger of the IMAP and POP3 servers, whose
+// messages start with Dovecot's process names ("imap-login: Login: ...",
+// "pop3(demo)<...>: Disconnected: ..."): the lines read
+// "Mon DD HH:MM:SS host dovecot: imap-login: ...", as Dovecot's in syslog.
+func (m *maillog) dovecot() *slog.Logger {
+	return slog.New(&progHandler{m: m, ident: "dovecot"})
+}
+
+// dovecotWarnings is dovecot() for warnings and errors only: the
+// authenticator's, whose failed logins the IMAP and POP3 servers log
+// already.
+func (m *maillog) dovecotWarnings() *slog.Logger {
+	return slog.New(&progHandler{m: m, ident: "dovecot", min: slog.LevelWarn})
 }
 
 // schedulerLogger is the scheduler's logger. Postfix writes the

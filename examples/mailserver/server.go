@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,8 @@ import (
 	"github.com/postkit-mail/postkit/bounce"
 	"github.com/postkit-mail/postkit/cleanup"
 	"github.com/postkit-mail/postkit/config"
+	"github.com/postkit-mail/postkit/imapserver"
+	"github.com/postkit-mail/postkit/pop3server"
 	"github.com/postkit-mail/postkit/queue"
 	"github.com/postkit-mail/postkit/queue/control"
 	"github.com/postkit-mail/postkit/restrictions"
@@ -28,6 +31,8 @@ type options struct {
 	configDir, dataDir string
 	smtp, submission   string
 	submissions        string
+	imap, imaps        string
+	pop3, pop3s        string
 	logFile            string
 	drainTimeout       time.Duration
 }
@@ -55,6 +60,11 @@ type server struct {
 
 	mu      sync.Mutex
 	servers []*smtpserver.Server // every SMTP server built, for the drain
+
+	// Mail access (access.go), built once; nil when its listeners are off.
+	imap     *imapserver.Server
+	pop3     *pop3server.Server
+	accessWG sync.WaitGroup
 }
 
 // generation is what one reading of the configuration builds.
@@ -68,6 +78,11 @@ type generation struct {
 	commands map[string]string
 	notify   queue.Notifier
 	close    func()
+	// For IMAP and POP3: the users, the certificate (nil when their
+	// listeners are off) and home_mailbox (where the local agent delivers).
+	users       *auth.PasswdFile
+	accessTLS   *tls.Config
+	homeMailbox string
 }
 
 type listener struct {
@@ -149,6 +164,10 @@ func start(opts options, out io.Writer, logw io.Writer) (*server, error) {
 			return nil, err
 		}
 	}
+	if err := s.startAccess(); err != nil {
+		s.stop(context.Background())
+		return nil, err
+	}
 	s.log.Info(fmt.Sprintf("daemon started -- version postkit, configuration %s", configName(opts.configDir)))
 	return s, nil
 }
@@ -178,6 +197,12 @@ func (s *server) build(cfg *config.Config, masterCF string) (*generation, error)
 	users, err := auth.OpenPasswdFile(filepath.Join(s.opts.dataDir, passwdFile), auth.PasswdFileOptions{Logger: s.ml.logger("auth")})
 	if err != nil {
 		return nil, err
+	}
+	g.users, g.homeMailbox = users, cfg.Get("home_mailbox")
+	if s.opts.accessOn() {
+		if g.accessTLS, err = accessTLSConfig(cfg); err != nil {
+			return nil, err
+		}
 	}
 	authn := &auth.Authenticator{PassDB: users, UserDB: users, Logger: s.ml.logger("smtpd")}
 	restrictionLog := s.ml.warnings("smtpd")
@@ -287,11 +312,13 @@ func (s *server) accept(l *listener) {
 // servers (restrictions and their tables, TLS certificate and settings,
 // SASL), cleanup (header and body checks, canonical and virtual alias
 // maps), routing (transport_maps, relayhost, the address classes), the
-// bounce settings and the delivery agents. New connections and
-// deliveries use it; sessions already open finish with the old one. Not
-// reloaded: the listen addresses (flags), the queue and the scheduler's
-// limits (queue_run_delay, backoff times, concurrency), which take effect
-// at the next start. A configuration that does not build is logged and
+// bounce settings and the delivery agents; for IMAP and POP3, the users
+// and the certificate (new logins and TLS handshakes use them) and
+// home_mailbox. New connections and deliveries use it; sessions already
+// open finish with the old one (IMAP and POP3 sessions keep running). Not
+// reloaded: the listen addresses (flags), the IMAP and POP3 servers'
+// limits, the queue and the scheduler's limits (queue_run_delay, backoff
+// times, concurrency), which take effect at the next start. A configuration that does not build is logged and
 // the running one kept.
 func (s *server) reload() error {
 	cfg, masterCF, err := loadConfig(s.opts.configDir, s.opts.dataDir)
@@ -315,7 +342,8 @@ func (s *server) reload() error {
 	return nil
 }
 
-// stop drains: no new connections, the SMTP sessions end (each is asked
+// stop drains: no new connections, IMAP and POP3 sessions are cut after
+// a second's grace (see stopAccess), the SMTP sessions end (each is asked
 // to finish; after the timeout they are cut), the scheduler lets running
 // deliveries finish (the rest stays queued for the next start), then the
 // queue is closed.
@@ -326,6 +354,7 @@ func (s *server) stop(ctx context.Context) error {
 	for _, l := range s.listeners {
 		l.ln.Close()
 	}
+	s.stopAccess(ctx)
 	var errs []error
 	for _, srv := range servers {
 		if err := srv.Shutdown(ctx); err != nil {
