@@ -4,11 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/postkit-mail/postkit/address"
@@ -30,6 +30,11 @@ type MboxOptions struct {
 	UID, GID int
 	// Hub is notified after a delivery; nil means DefaultHub.
 	Hub *Hub
+	// Check, when set, is called with the status of the opened and
+	// locked file (and whether this delivery created it) before anything
+	// is written; an error it returns ends the delivery and is returned
+	// as is. Agents check ownership with it (strict_mailbox_ownership).
+	Check func(st os.FileInfo, created bool) error
 	// LockAttempts, LockDelay and StaleLockTime are deliver_lock_attempts
 	// (20), deliver_lock_delay (1s) and stale_lock_time (500s); zero
 	// values mean Postfix's defaults.
@@ -66,18 +71,13 @@ func DeliverMbox(ctx context.Context, path string, sender string, r io.Reader, o
 		t = time.Now()
 	}
 	lo := LockOptions{Locks: opts.Locks, Attempts: opts.LockAttempts, Delay: opts.LockDelay, StaleTime: opts.StaleLockTime}
-	created := false
-	if opts.Create {
-		if _, serr := os.Lstat(path); errors.Is(serr, os.ErrNotExist) {
-			created = true
-		}
-	}
 	lk, err := LockMbox(ctx, path, opts.Create, lo)
 	if err != nil {
 		return err
 	}
 	defer lk.Unlock()
 	f := lk.File
+	created := lk.Created
 	if created && (opts.UID > 0 || opts.GID > 0) {
 		if err := chownFile(f, opts.UID, opts.GID); err != nil {
 			return fmt.Errorf("mailbox: chown %s: %w", path, err)
@@ -86,6 +86,16 @@ func DeliverMbox(ctx context.Context, path string, sender string, r io.Reader, o
 	st, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("mailbox: stat %s: %w", path, err)
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok && sys.Nlink != 1 {
+		return fmt.Errorf("mailbox: cannot update mailbox %s: %w: file has %d hard links", path, ErrUnsafeFile, sys.Nlink)
+	}
+	if opts.Check != nil {
+		// The file as opened (Postfix checks the descriptor, not the
+		// name, so a file swapped in after a look at the name is caught).
+		if err := opts.Check(st, created); err != nil {
+			return err
+		}
 	}
 	orig := st.Size()
 	if opts.SizeLimit > 0 && orig > opts.SizeLimit {

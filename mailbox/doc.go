@@ -28,7 +28,12 @@
 // in-process lock per path serialises this process's deliveries before
 // any file lock is tried. If the file does not end with an empty line (a
 // writer killed mid-message), the new message starts after one, so it is
-// intact; Postfix does not do this.
+// intact; Postfix does not do this. As Postfix's safe_open, a new mbox is
+// created with O_EXCL (a file that appears meanwhile counts as existing
+// and is never chowned to the recipient), an existing one with more than
+// one hard link is refused (ErrUnsafeFile, "file has 2 hard links"), and
+// MboxOptions.Check lets the agent judge the opened file (its owner)
+// before anything is written.
 //
 // Postfix parameters honoured through the options: mailbox_size_limit and
 // virtual_mailbox_limit (MboxOptions.SizeLimit: whole file; MaildirOptions.SizeLimit:
@@ -72,6 +77,21 @@
 // flags; MboxMessage.Reader removes one level of ">From " quoting and Raw
 // keeps it (as Dovecot and Python do). LockMbox takes the delivery locks
 // for a reader that must hold the file still.
+//
+// # Servers running as root
+//
+// With UID and GID set (an IMAP or POP3 server running as root for a
+// user), nothing in the user's Maildir is trusted: lock files are created
+// with O_EXCL and only a file made here is chowned (an existing one is
+// opened read-only, never through a symbolic link); message files, the
+// uidlist, dovecot-keywords and subscriptions are read only as regular
+// files reached without a symbolic link, so a link the user planted
+// gives them neither another file's content nor its ownership; a Maildir
+// or folder (or its new/, cur/, tmp/) reached through a symbolic link must
+// lead to a directory of that UID, so a link to another user's Maildir is
+// refused. Creating directories (Create, CreateFolder) still follows links
+// in the path above them: a server should run with the user's file system
+// rights where it can.
 //
 // # Change notification
 //

@@ -27,3 +27,10 @@ var ErrNoFolder = errors.New("no such mailbox")
 // ErrExists is returned (wrapped) when creating or renaming onto a folder
 // that already exists.
 var ErrExists = errors.New("mailbox already exists")
+
+// ErrUnsafeFile is returned (wrapped) by DeliverMbox for an existing mbox
+// file that has more than one name (a hard link to it elsewhere could make
+// a delivery running as root write into a file the recipient does not
+// own). Postfix's safe_open refuses such a file the same way ("file has 2
+// hard links"); agents bounce with 5.2.0.
+var ErrUnsafeFile = errors.New("unsafe mailbox file")

@@ -24,7 +24,7 @@ var ErrTooManyKeywords = errors.New("maildir keyword letters a-z all in use")
 
 // readKeywords returns the keyword names by index (a missing index is "").
 func readKeywords(dir string) ([]string, error) {
-	data, err := os.ReadFile(filepath.Join(dir, KeywordsName))
+	data, err := readControlFile(filepath.Join(dir, KeywordsName))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}

@@ -178,7 +178,9 @@ func lockPathInProcess(ctx context.Context, path string) (func(), error) {
 // MboxLock is a held lock on an mbox file (see LockMbox).
 type MboxLock struct {
 	// File is the mbox, opened read-write.
-	File    *os.File
+	File *os.File
+	// Created is set when LockMbox made the file (O_CREAT|O_EXCL).
+	Created bool
 	release []func()
 }
 
@@ -213,11 +215,26 @@ func LockMbox(ctx context.Context, path string, create bool, o LockOptions) (*Mb
 			l.release = append(l.release, unlockD)
 		}
 	}
-	flags := os.O_RDWR
-	if create {
-		flags |= os.O_CREATE
+	// Create with O_EXCL first, so that Created says whether this call
+	// made the file (Postfix's safe_open): a file someone else put there
+	// in the meantime is an existing file, never given to the new owner.
+	var f *os.File
+	for try := 0; ; try++ {
+		if create {
+			f, err = os.OpenFile(abs, os.O_RDWR|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+			if err == nil {
+				l.Created = true
+				break
+			}
+			if !errors.Is(err, os.ErrExist) {
+				break
+			}
+		}
+		f, err = os.OpenFile(abs, os.O_RDWR|syscall.O_NOFOLLOW, 0)
+		if !create || try > 0 || !errors.Is(err, os.ErrNotExist) {
+			break
+		}
 	}
-	f, err := os.OpenFile(abs, flags|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		l.Unlock()
 		return nil, fmt.Errorf("mailbox: open mailbox %s: %w", path, err)

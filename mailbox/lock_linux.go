@@ -16,5 +16,5 @@ func changeTime(path string) (time.Time, bool) {
 	if syscall.Stat(path, &st) != nil {
 		return time.Time{}, false
 	}
-	return time.Unix(st.Ctim.Sec, st.Ctim.Nsec), true
+	return time.Unix(int64(st.Ctim.Sec), int64(st.Ctim.Nsec)), true
 }

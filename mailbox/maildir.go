@@ -95,6 +95,25 @@ func OpenMaildir(ctx context.Context, dir string, opts MaildirOpenOptions) (*Mai
 			return nil, fmt.Errorf("mailbox: %s is not a maildir: %s is not a directory", dir, d)
 		}
 	}
+	if opts.UID > 0 && os.Geteuid() == 0 {
+		// Root acting for a user: a Maildir, or its new/, cur/ or tmp/,
+		// reached through a symbolic link must be that user's, so that a
+		// link they planted (~/Maildir/.x -> another user's Maildir) does
+		// not open someone else's mail.
+		for _, d := range []string{".", "new", "cur", "tmp"} {
+			p := filepath.Join(dir, d)
+			if lst, err := os.Lstat(p); err != nil || lst.Mode()&os.ModeSymlink == 0 {
+				continue
+			}
+			st, err := os.Stat(p)
+			if err != nil {
+				return nil, fmt.Errorf("mailbox: %s: %w", dir, err)
+			}
+			if sys, ok := st.Sys().(*syscall.Stat_t); ok && int(sys.Uid) != opts.UID {
+				return nil, fmt.Errorf("mailbox: %s: %w: the link %s leads to a directory of uid %d, not %d", dir, os.ErrPermission, p, sys.Uid, opts.UID)
+			}
+		}
+	}
 	m := &Maildir{dir: CleanPath(dir), opts: opts, hub: hubOr(opts.Hub)}
 	if _, err := m.Sync(ctx); err != nil {
 		return nil, err
@@ -162,13 +181,9 @@ func (m *Maildir) find(uid uint32) (int, bool) {
 // call opens its own descriptor, so it excludes goroutines too).
 func (m *Maildir) lockUIDList(ctx context.Context) (func(), error) {
 	p := filepath.Join(m.dir, UIDListName+".lock")
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := openLockFile(p, m.opts.UID, m.opts.GID)
 	if err != nil {
-		return nil, fmt.Errorf("mailbox: open %s: %w", p, err)
-	}
-	if err := chownFile(f, m.opts.UID, m.opts.GID); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("mailbox: chown %s: %w", p, err)
+		return nil, err
 	}
 	wait := time.Millisecond
 	for {
@@ -273,7 +288,9 @@ func (m *Maildir) scan() (map[string]fileInfo, error) {
 			files[in.Key] = fileInfo{in: in, name: sub + "/" + n, size: k.Size, mtime: k.InternalDate}
 			return
 		}
-		st, err := os.Stat(filepath.Join(m.dir, sub, n))
+		// Lstat: a symbolic link is not a message (a server running as
+		// root would read whatever it points to for the user).
+		st, err := os.Lstat(filepath.Join(m.dir, sub, n))
 		if err != nil || !st.Mode().IsRegular() {
 			return
 		}
@@ -318,7 +335,7 @@ func headerOnly(data []byte) []byte {
 // when the file is missing or unreadable.
 func (m *Maildir) readUIDList() (*UIDList, bool, error) {
 	p := filepath.Join(m.dir, UIDListName)
-	data, err := os.ReadFile(p)
+	data, err := readControlFile(p)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, false, fmt.Errorf("mailbox: read %s: %w", p, err)
 	}
@@ -496,7 +513,7 @@ func (m *Maildir) Open(ctx context.Context, uid uint32) (*os.File, Message, erro
 	}
 	m.mu.Unlock()
 	if ok {
-		if f, err := os.Open(filepath.Join(m.dir, msg.Name)); err == nil {
+		if f, err := openMessage(filepath.Join(m.dir, msg.Name)); err == nil {
 			return f, msg, nil
 		}
 	}
@@ -512,11 +529,25 @@ func (m *Maildir) Open(ctx context.Context, uid uint32) (*os.File, Message, erro
 	if err != nil {
 		return nil, Message{}, err
 	}
-	f, err := os.Open(filepath.Join(m.dir, msg.Name))
+	f, err := openMessage(filepath.Join(m.dir, msg.Name))
 	if err != nil {
 		return nil, Message{}, fmt.Errorf("mailbox: open %s: %w", msg.Name, err)
 	}
 	return f, msg, nil
+}
+
+// openMessage opens a message file for reading: not through a symbolic
+// link, never waiting on a FIFO, and only a regular file.
+func openMessage(p string) (*os.File, error) {
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		return nil, &os.PathError{Op: "open", Path: p, Err: syscall.EINVAL}
+	}
+	return f, nil
 }
 
 func (m *Maildir) writable() error {
@@ -844,13 +875,9 @@ const SessionLockName = "postkit-session.lock"
 // keep deliveries or IMAP sessions out. The returned function releases it.
 func (m *Maildir) LockSession() (func(), error) {
 	p := filepath.Join(m.dir, SessionLockName)
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := openLockFile(p, m.opts.UID, m.opts.GID)
 	if err != nil {
-		return nil, fmt.Errorf("mailbox: open %s: %w", p, err)
-	}
-	if err := chownFile(f, m.opts.UID, m.opts.GID); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("mailbox: chown %s: %w", p, err)
+		return nil, err
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
@@ -860,4 +887,54 @@ func (m *Maildir) LockSession() (func(), error) {
 		return nil, fmt.Errorf("mailbox: lock %s: %w", p, err)
 	}
 	return func() { f.Close() }, nil
+}
+
+// openLockFile opens the flock'ed lock file p of a Maildir, creating it
+// (mode 0600, owned by uid and gid) when it is missing. Only a file made
+// here is chowned; an existing one is opened read-only, without following
+// a symbolic link, and must be a regular file: a link the mailbox's owner
+// planted (to /etc/shadow, say) gives them nothing when a server running
+// as root opens their Maildir.
+func openLockFile(p string, uid, gid int) (*os.File, error) {
+	for try := 0; ; try++ {
+		f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+		if err == nil {
+			if err := chownFile(f, uid, gid); err != nil {
+				f.Close()
+				return nil, fmt.Errorf("mailbox: chown %s: %w", p, err)
+			}
+			return f, nil
+		}
+		if !errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("mailbox: open %s: %w", p, err)
+		}
+		f, err = os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+		if errors.Is(err, os.ErrNotExist) && try == 0 {
+			continue // removed in between: create it
+		}
+		if err != nil {
+			return nil, fmt.Errorf("mailbox: open %s: %w", p, err)
+		}
+		if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+			f.Close()
+			return nil, fmt.Errorf("mailbox: open %s: not a regular file", p)
+		}
+		return f, nil
+	}
+}
+
+// readControlFile reads one of the files beside a Maildir's new/ and cur/
+// (uidlist, dovecot-keywords, subscriptions) without following a symbolic
+// link and only if it is a regular file: a server running as root would
+// otherwise hand the user lines of whatever file their link names.
+func readControlFile(p string) ([]byte, error) {
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return nil, &os.PathError{Op: "read", Path: p, Err: syscall.EINVAL}
+	}
+	return io.ReadAll(f)
 }

@@ -169,7 +169,7 @@ func (s *Store) CreateFolder(name string) error {
 		os.RemoveAll(tmp)
 		return err
 	}
-	f, err := os.OpenFile(filepath.Join(tmp, "maildirfolder"), os.O_WRONLY|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(filepath.Join(tmp, "maildirfolder"), os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 	if err == nil {
 		err = chownFile(f, s.opts.UID, s.opts.GID)
 		f.Close()
@@ -333,7 +333,7 @@ func (s *Store) CreateSpecialFolders() error {
 
 // Subscriptions returns the subscribed names in file order.
 func (s *Store) Subscriptions() ([]string, error) {
-	data, err := os.ReadFile(filepath.Join(s.root, SubscriptionsName))
+	data, err := readControlFile(filepath.Join(s.root, SubscriptionsName))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}

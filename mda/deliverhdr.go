@@ -101,6 +101,9 @@ func scanDeliveredTo(content io.Reader, fn func(v string) bool) error {
 			// A header line longer than the buffer cannot be a
 			// Delivered-To we compare (addresses are short); skip it.
 			for errors.Is(err, bufio.ErrBufferFull) {
+				if read > maxHeaderScan {
+					return nil // a line that never ends: stop here too
+				}
 				var more []byte
 				more, err = br.ReadSlice('\n')
 				read += len(more)

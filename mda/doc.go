@@ -25,6 +25,9 @@
 //     (deliverhdr.go): the Return-Path, X-Original-To and Delivered-To
 //     headers, the Delivered-To loop check and CRLF to LF conversion for
 //     mailbox stores.
+//   - RunAs: a store or a file read with a user's file system rights
+//     (setfsuid/setfsgid on one locked OS thread, Linux amd64 and arm64),
+//     Postfix's set_eugid for agents that run as root.
 //
 // Agents return one queue.Result per recipient; the scheduler writes
 // the "to=<...>, relay=..., dsn=..., status=... (reason)" lines from

@@ -54,9 +54,13 @@
 // recipient's uid and gid: mailboxes and Maildirs are created owned by the
 // user, commands run as the user, and |command and /file entries of a
 // root-owned alias table (or of root's .forward) run as default_privs, as in
-// Postfix; for /file the permission check is done from the file's mode
-// bits on the target identity's behalf, and .forward and :include: files
-// are read by the agent itself after Postfix's ownership checks. Not
+// Postfix. Home mailboxes and Maildirs, /file destinations, .forward
+// files and the :include: files of a .forward or of a user's alias table
+// are opened and written with that identity's file system rights
+// (mda.RunAs, Postfix's set_eugid and open_as), so a user's symbolic link
+// or a file the user cannot read gives the user nothing; the spool mbox
+// is opened by root after Postfix's checks (strict_mailbox_ownership, no
+// symbolic link, no second hard link: "file has 2 hard links"). Not
 // running as root, every delivery runs as the process's own user, whatever
 // uid the user database gives (Postfix refuses to run that way; postkit
 // allows it so that examples/mailserver works without privileges).

@@ -891,9 +891,16 @@ func (x *run) dotforward(ctx context.Context, at attr, u identity, ok bool) bool
 		a.log.Warn(fmt.Sprintf("file %s is world writable", path), "queue_id", x.d.QueueID)
 		return false
 	}
-	f, err := os.Open(path)
+	// Read with the user's rights and without following a link, and only
+	// if it is still the file checked above (Postfix's open_as()).
+	f, err := openAs(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, u.uid, u.gid)
 	if err != nil {
 		a.log.Warn(fmt.Sprintf("cannot open file %s: %s", path, errnoText(err)), "queue_id", x.d.QueueID)
+		return false
+	}
+	if fst, err := f.Stat(); err != nil || !os.SameFile(fst, st) {
+		f.Close()
+		a.log.Warn(fmt.Sprintf("file %s changed while it was opened", path), "queue_id", x.d.QueueID)
 		return false
 	}
 	lines, err := readLogicalLines(f)
@@ -925,7 +932,18 @@ func (x *run) include(ctx context.Context, at attr, path string) {
 		return
 	}
 	x.seen["include "+path] = true
-	f, err := os.Open(path)
+	// Opened with the rights in force (a .forward's user, an alias
+	// table's owner), as Postfix's open_as(): root's rights only for a
+	// root-owned alias table.
+	var f *os.File
+	var err error
+	// O_NONBLOCK: opening a FIFO for reading would wait for a writer;
+	// it is refused below as not a regular file.
+	if at.rights != nil && at.rights.uid != 0 && a.root {
+		f, err = openAs(path, os.O_RDONLY|syscall.O_NONBLOCK, at.rights.uid, at.rights.gid)
+	} else {
+		f, err = os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	}
 	if err != nil {
 		a.log.Warn(fmt.Sprintf("cannot open include file %s: %s", path, errnoText(err)), "queue_id", x.d.QueueID)
 		x.bounce(at, "5.3.5", "mail system configuration error")
@@ -934,7 +952,9 @@ func (x *run) include(ctx context.Context, at attr, path string) {
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil || !fi.Mode().IsRegular() {
-		x.bounce(at, "5.3.0", "file %s is not a regular file", path)
+		// Postfix: a warning and the generic text (checked against 3.7).
+		a.log.Warn(fmt.Sprintf("not a regular file: %s", path), "queue_id", x.d.QueueID)
+		x.bounce(at, "5.3.5", "mail system configuration error")
 		return
 	}
 	if sys, ok := fi.Sys().(*syscall.Stat_t); ok && sys.Uid != 0 && (at.rights == nil || at.rights.uid == 0) {

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -34,6 +35,7 @@ loopa: loopb
 loopb: loopa
 inclmissing: :include:/nonexistent/list
 inclfile: :include:{OUT}/inc
+inclfifo: :include:{OUT}/fifo
 devnull: /dev/null
 `
 
@@ -57,6 +59,11 @@ func TestMatchesPostfix(t *testing.T) {
 	mkdirMode(t, pout, 0o777)
 	mkdirMode(t, filepath.Join(pdir, "mail"), 0o755)
 	writeFile(t, filepath.Join(pout, "inc"), pout+"/incfile\n", 0o644)
+	// An :include: file that is a FIFO: refused, and nothing waits for a
+	// writer.
+	if err := syscall.Mkfifo(filepath.Join(pout, "fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	p := oracle.StartPostfix(t, oracle.PostfixOptions{
 		Main: "mydestination = localhost, $myhostname\nlocal_recipient_maps =\n" +
 			"alias_maps = hash:$config_directory/aliases\nalias_database = hash:$config_directory/aliases\n" +
@@ -67,7 +74,7 @@ func TestMatchesPostfix(t *testing.T) {
 		t.Fatalf("postalias: %+v", r)
 	}
 	rcpts := []string{"root", "mb", "md", "cmd", "tempfail", "nouser", "died", "dsnout", "multi",
-		"nosuchuser", "loopa", "inclmissing", "inclfile", "devnull", "postmaster"}
+		"nosuchuser", "loopa", "inclmissing", "inclfile", "inclfifo", "devnull", "postmaster"}
 	send := func(msg string, rcpts ...string) {
 		c := p.Session(t)
 		c.Cmd("EHLO client.test")
@@ -113,6 +120,9 @@ func TestMatchesPostfix(t *testing.T) {
 	mkdirMode(t, kout, 0o777)
 	mkdirMode(t, filepath.Join(kdir, "mail"), 0o755)
 	writeFile(t, filepath.Join(kout, "inc"), kout+"/incfile\n", 0o644)
+	if err := syscall.Mkfifo(filepath.Join(kout, "fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	writeFile(t, filepath.Join(kdir, "aliases"), strings.ReplaceAll(oracleAliases, "{OUT}", kout), 0o644)
 	host, _ := os.Hostname()
 	a := oracleAgent(t, kdir, "", host)
@@ -409,6 +419,14 @@ func TestMatchesPostfixMailboxStates(t *testing.T) {
 		{"other owner", func(mail string) {
 			writeFile(t, mail+"/root", "", 0o600)
 			os.Chown(mail+"/root", 65534, 65534)
+		}},
+		{"hard link", func(mail string) {
+			// A second name for the mailbox (a hard link attack):
+			// Postfix's safe_open refuses it.
+			writeFile(t, mail+"/root", "", 0o600)
+			if err := os.Link(mail+"/root", mail+"/second"); err != nil {
+				t.Fatal(err)
+			}
 		}},
 	}
 	pdir := openDir(t)

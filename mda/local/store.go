@@ -32,11 +32,9 @@ func (x *run) content(at attr, deliveredMask int, fromLine bool) (io.Reader, io.
 	}
 	var pre bytes.Buffer
 	if fromLine {
-		s := at.sender
-		if s == "" {
-			s = "MAILER-DAEMON"
-		}
-		fmt.Fprintf(&pre, "From %s  %s\n", s, time.Now().Format("Mon Jan _2 15:04:05 2006"))
+		// The sender in external form (quoted local part), MAILER-DAEMON
+		// for <>, as Postfix's mail_copy() writes it.
+		pre.WriteString(mailbox.FromLine(at.sender, time.Now()) + "\n")
 	}
 	pre.Write(mda.DeliveryHeaders(at.sender, at.orig, delivered))
 	return io.MultiReader(&pre, mda.NewLFReader(rc)), rc, nil
@@ -54,9 +52,21 @@ func (x *run) maildir(ctx context.Context, at attr, u identity, dir string) {
 	if x.a.root {
 		uid, gid = u.uid, u.gid
 	}
-	_, err = mailbox.DeliverMaildir(ctx, dir, r, mailbox.MaildirOptions{
-		Create: true, Hostname: x.a.hostname, SizeLimit: x.a.p.sizeLimit, UID: uid, GID: gid,
-	})
+	// With the user's rights, as Postfix's local(8) delivers to a
+	// Maildir: a directory the user replaced with a symbolic link leads
+	// only where the user may write anyway.
+	deliver := func() {
+		_, err = mailbox.DeliverMaildir(ctx, dir, r, mailbox.MaildirOptions{
+			Create: true, Hostname: x.a.hostname, SizeLimit: x.a.p.sizeLimit, UID: uid, GID: gid,
+		})
+	}
+	if x.a.root {
+		if rerr := runAs(u.uid, u.gid, deliver); rerr != nil {
+			err = rerr
+		}
+	} else {
+		deliver()
+	}
 	if err != nil {
 		dsn, text := storeError(err, dir, "5.2.0")
 		if errors.Is(err, fs.ErrPermission) {
@@ -102,10 +112,37 @@ func (x *run) mboxFile(ctx context.Context, at attr, u identity, path, spool str
 	if a.root {
 		uid, gid = u.uid, u.gid
 	}
-	err = mailbox.DeliverMbox(ctx, path, at.sender, r, mailbox.MboxOptions{
-		Locks: a.p.locks, Create: true, SizeLimit: a.p.sizeLimit, UID: uid, GID: gid,
-		LockAttempts: a.p.lockAttempts, LockDelay: a.p.lockDelay, StaleLockTime: a.p.staleLock,
-	})
+	// The ownership check again on the file as opened (Postfix checks the
+	// descriptor): a file put in place after the look above is caught.
+	notOwned := errors.New("not owned by recipient")
+	check := func(st os.FileInfo, created bool) error {
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok && a.p.strictOwnership && !created && int(sys.Uid) != u.uid {
+			return notOwned
+		}
+		return nil
+	}
+	deliver := func() {
+		err = mailbox.DeliverMbox(ctx, path, at.sender, r, mailbox.MboxOptions{
+			Locks: a.p.locks, Create: true, SizeLimit: a.p.sizeLimit, UID: uid, GID: gid,
+			LockAttempts: a.p.lockAttempts, LockDelay: a.p.lockDelay, StaleLockTime: a.p.staleLock,
+			Check: check,
+		})
+	}
+	if a.root && spool == "" {
+		// A mailbox in the home directory: with the user's rights, as
+		// Postfix does (the spool is opened with root's, after the
+		// ownership and link checks).
+		if rerr := runAs(u.uid, u.gid, deliver); rerr != nil {
+			err = rerr
+		}
+	} else {
+		deliver()
+	}
+	if errors.Is(err, notOwned) {
+		a.log.Warn("specify \"strict_mailbox_ownership = no\" to ignore mailbox ownership mismatch", "queue_id", x.d.QueueID)
+		fail("4.2.0", fmt.Sprintf("destination %s is not owned by recipient", path))
+		return
+	}
 	if err != nil {
 		dsn, text := storeError(err, path, "5.2.0")
 		fail(dsn, text)
@@ -125,6 +162,10 @@ func storeError(err error, path, openDSN string) (string, string) {
 		return "4.2.0", "unable to create lock file " + path + ".lock: File exists"
 	case errors.Is(err, mailbox.ErrLocked):
 		return "4.2.0", "unable to lock for exclusive access: Resource temporarily unavailable"
+	case errors.Is(err, mailbox.ErrUnsafeFile):
+		// Postfix's safe_open text ("file has 2 hard links"), 5.2.0.
+		_, why, _ := strings.Cut(err.Error(), mailbox.ErrUnsafeFile.Error()+": ")
+		return openDSN, why
 	}
 	var pe *fs.PathError
 	if errors.As(err, &pe) && pe.Op == "open" {
@@ -194,15 +235,26 @@ func (x *run) file(ctx context.Context, at attr, path string) {
 		uid, gid = id.uid, id.gid
 	}
 	locks := a.p.locks
-	if !dirWritable(filepath.Dir(path)) {
+	if (a.root && !mayWrite(filepath.Dir(path), id)) || (!a.root && !dirWritable(filepath.Dir(path))) {
 		// A dotlock may fail for files (Postfix's MBOX_DOT_LOCK_MAY_FAIL):
 		// a directory we cannot create the lock in is not an error.
 		locks = without(locks, "dotlock")
 	}
-	err = mailbox.DeliverMbox(ctx, path, at.sender, r, mailbox.MboxOptions{
-		Locks: locks, Create: true, SizeLimit: a.p.sizeLimit, UID: uid, GID: gid,
-		LockAttempts: a.p.lockAttempts, LockDelay: a.p.lockDelay, StaleLockTime: a.p.staleLock,
-	})
+	// With the rights of id (Postfix's deliver_file() after set_eugid()):
+	// the permission checks above look at the last component only.
+	deliver := func() {
+		err = mailbox.DeliverMbox(ctx, path, at.sender, r, mailbox.MboxOptions{
+			Locks: locks, Create: true, SizeLimit: a.p.sizeLimit, UID: uid, GID: gid,
+			LockAttempts: a.p.lockAttempts, LockDelay: a.p.lockDelay, StaleLockTime: a.p.staleLock,
+		})
+	}
+	if a.root {
+		if rerr := runAs(id.uid, id.gid, deliver); rerr != nil {
+			err = rerr
+		}
+	} else {
+		deliver()
+	}
 	if err != nil {
 		dsn, text := storeError(err, path, "5.2.0")
 		x.add(at, outcomeOf(dsn), dsn, fmt.Sprintf("cannot append message to file %s: %s", path, text))

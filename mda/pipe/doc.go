@@ -38,7 +38,9 @@
 // status N: "CMD"", a signal defers with "Command died with signal N",
 // and SERVICE_time_limit (default command_time_limit) kills the
 // command's process group and bounces with "Command time limit
-// exceeded". Up to 4096 bytes of output follow as ". Command output:
+// exceeded"; a queue file that cannot be read to the end defers with
+// "4.3.0 error reading message: ..." whatever the command did with the
+// part it got. Up to 4096 bytes of output follow as ". Command output:
 // ...". A command that cannot be executed defers with the text Postfix's
 // child prints ("temporary failure. Command output: pipe: fatal:
 // pipe_command: execvp CMD: No such file or directory"). The relay= of

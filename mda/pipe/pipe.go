@@ -432,7 +432,7 @@ func (a *Agent) run(ctx context.Context, d *queue.Delivery, argv []string) queue
 			a.opts.Logger.Warn("pipe_command_read: read time limit exceeded", "queue_id", d.QueueID)
 		}
 	}
-	<-writeDone // the writer ends once the command's stdin is closed
+	werr := <-writeDone // the writer ends once the command's stdin is closed
 	output := out.text()
 	withOutput := func(s string) string {
 		if output == "" {
@@ -446,6 +446,12 @@ func (a *Agent) run(ctx context.Context, d *queue.Delivery, argv []string) queue
 		return a.fail(queue.Delayed, "4.3.0", withOutput("delivery canceled: "+cmdq))
 	case timedOut:
 		return a.fail(queue.Failed, "5.3.0", withOutput("Command time limit exceeded: "+cmdq))
+	}
+	var rerr readError
+	if errors.As(werr, &rerr) {
+		// The command did not get the whole message, whatever it says:
+		// try again later, as Postfix's pipe(8) does.
+		return a.fail(queue.Delayed, "4.3.0", "error reading message: "+rerr.err.Error())
 	}
 	if waitErr == nil || errors.Is(waitErr, exec.ErrWaitDelay) {
 		r := queue.Result{Outcome: queue.Delivered, DSN: "2.0.0", Action: "relayed",
@@ -589,7 +595,7 @@ func (a *Agent) copy(w io.Writer, d *queue.Delivery, r io.Reader) error {
 			break
 		}
 		if err != nil {
-			return err
+			return readError{err}
 		}
 	}
 	if a.flags.Blank {
@@ -619,10 +625,16 @@ func (a *Agent) copyRest(bw *bufio.Writer, br *bufio.Reader, eol string) error {
 			return nil
 		}
 		if err != nil {
-			return err
+			return readError{err}
 		}
 	}
 }
+
+// readError is a failure to read the queued message (as opposed to the
+// command not reading its input, which is not an error).
+type readError struct{ err error }
+
+func (e readError) Error() string { return "read message: " + e.err.Error() }
 
 // mailboxFromLine is "From sender  asctime" (MAILER-DAEMON for <>).
 func mailboxFromLine(sender string, t time.Time) string {

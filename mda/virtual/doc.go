@@ -36,8 +36,13 @@
 // reach this agent is routing's job (package route), as it is
 // trivial-rewrite's in Postfix.
 //
-// Privileges: running as root, files and Maildir directories are
-// created owned by the table's uid and gid. Not running as root, they
+// Privileges: running as root, the agent stores with the file system
+// rights of the table's uid and gid (mda.RunAs), as virtual(8) does after
+// set_eugid: the directories it creates in or writes to must be writable
+// by that uid (usually the base belongs to it), and files and Maildir
+// directories are created owned by it. A link planted under the base
+// leads nowhere that uid could not write anyway. An existing mbox with
+// more than one hard link defers with 4.2.0 "file has 2 hard links". Not running as root, they
 // belong to the process's user: the uid and gid maps are still checked,
 // but nothing is chowned.
 //

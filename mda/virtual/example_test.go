@@ -17,6 +17,10 @@ import (
 func Example() {
 	base, _ := os.MkdirTemp("", "vmail")
 	defer os.RemoveAll(base)
+	// The base belongs to the mailbox owner of virtual_uid_maps and
+	// virtual_gid_maps: running as root, the agent stores with those
+	// rights, as Postfix's virtual(8) does.
+	os.Chown(base, 5000, 5000)
 	main := "virtual_mailbox_base = " + base + "\n" +
 		"virtual_mailbox_maps = inline:{ bob@example.net=example.net/bob/ }\n" +
 		"virtual_uid_maps = static:5000\nvirtual_gid_maps = static:5000\n"

@@ -60,6 +60,7 @@ func TestMatchesPostfix(t *testing.T) {
 	// postkit delivers to its own base, with the content Postfix queued.
 	base := t.TempDir()
 	os.MkdirAll(filepath.Join(base, "v.test"), 0o755)
+	ownBase(t, base, 65534, filepath.Join(base, "v.test"))
 	os.WriteFile(filepath.Join(base, "vmailbox"), []byte(table), 0o644)
 	cfg, err := config.Parse("main.cf", strings.NewReader(strings.ReplaceAll(strings.ReplaceAll(main, pfBase, base), "$config_directory", base)))
 	if err != nil {

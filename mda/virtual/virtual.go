@@ -205,26 +205,43 @@ func (a *Agent) deliverOne(ctx context.Context, d *queue.Delivery, r queue.Recip
 		// Not root: files belong to the process's own user.
 		uid, gid = -1, -1
 	}
+	// Stored with the table's uid and gid, as Postfix's virtual(8) does
+	// (set_eugid): a directory replaced with a link by someone with those
+	// rights leads nowhere they could not write anyway.
+	asOwner := func(fn func()) {
+		if !a.asRoot {
+			fn()
+			return
+		}
+		if rerr := mda.RunAs(uid, gid, fn); rerr != nil {
+			err = rerr
+		}
+	}
+	now := a.opts.Now()
 	if strings.HasSuffix(path, "/") {
-		_, err = mailbox.DeliverMaildir(ctx, path, content, mailbox.MaildirOptions{
-			Create: true, Hostname: a.opts.Hostname, Time: a.opts.Now(), SizeLimit: a.cfg.Limit,
-			UID: uid, GID: gid, Hub: a.opts.Hub,
+		asOwner(func() {
+			_, err = mailbox.DeliverMaildir(ctx, path, content, mailbox.MaildirOptions{
+				Create: true, Hostname: a.opts.Hostname, Time: now, SizeLimit: a.cfg.Limit,
+				UID: uid, GID: gid, Hub: a.opts.Hub,
+			})
 		})
 		if err != nil {
 			if errors.Is(err, os.ErrPermission) {
 				a.warn(d, fmt.Sprintf("maildir access problem for UID/GID=%d/%d: %s", uid, gid, errText(err)))
 			}
-			dsn, text := failure(err)
+			dsn, text := failure(err, true)
 			return result(outcomeOf(dsn), dsn, "maildir delivery failed: "+text)
 		}
 		return result(queue.Delivered, "2.0.0", "delivered to maildir")
 	}
-	err = mailbox.DeliverMbox(ctx, path, d.Envelope.Sender, content, mailbox.MboxOptions{
-		Locks: a.cfg.Locks, Create: true, SizeLimit: a.cfg.Limit, Time: a.opts.Now(), UID: uid, GID: gid, Hub: a.opts.Hub,
-		LockAttempts: a.cfg.LockAttempts, LockDelay: a.cfg.LockDelay, StaleLockTime: a.cfg.StaleLockTime,
+	asOwner(func() {
+		err = mailbox.DeliverMbox(ctx, path, d.Envelope.Sender, content, mailbox.MboxOptions{
+			Locks: a.cfg.Locks, Create: true, SizeLimit: a.cfg.Limit, Time: now, UID: uid, GID: gid, Hub: a.opts.Hub,
+			LockAttempts: a.cfg.LockAttempts, LockDelay: a.cfg.LockDelay, StaleLockTime: a.cfg.StaleLockTime,
+		})
 	})
 	if err != nil {
-		dsn, text := failure(err)
+		dsn, text := failure(err, false)
 		return result(outcomeOf(dsn), dsn, "delivery failed to mailbox "+path+": "+text)
 	}
 	return result(queue.Delivered, "2.0.0", "delivered to mailbox")
@@ -261,7 +278,7 @@ func (a *Agent) id(ctx context.Context, d *queue.Delivery, param string, l maps.
 // defers (4.3.0), a lock file that cannot be made or a lock not obtained
 // defers (4.2.0 "unable to create lock file X.lock: ..."). Other errors
 // defer with 4.2.0 (mbox_open's status) and the error's own text.
-func failure(err error) (dsn, text string) {
+func failure(err error, maildir bool) (dsn, text string) {
 	var pe *os.PathError
 	switch {
 	case errors.Is(err, mailbox.ErrTooLarge), errors.Is(err, syscall.EFBIG):
@@ -270,10 +287,19 @@ func failure(err error) (dsn, text string) {
 		return "5.2.2", "error writing message: " + strerror(syscall.EDQUOT)
 	case errors.Is(err, syscall.ENOSPC):
 		return "4.3.0", "error writing message: " + strerror(syscall.ENOSPC)
+	case errors.Is(err, mailbox.ErrUnsafeFile):
+		// safe_open's text ("file has 2 hard links"), deferred as Postfix's virtual(8) does.
+		_, why, _ := strings.Cut(err.Error(), mailbox.ErrUnsafeFile.Error()+": ")
+		return "4.2.0", why
 	case errors.As(err, &pe) && strings.HasSuffix(pe.Path, ".lock"):
 		return "4.2.0", "unable to create lock file " + pe.Path + ": " + strerror(pe.Err)
-	case errors.As(err, &pe) && strings.Contains(pe.Path, "/tmp/"):
+	case maildir && errors.As(err, &pe):
+		// Postfix's text for its first step (the file in tmp/, whose
+		// directories it makes when missing); decided by the store, not
+		// by a "/tmp/" in the path, which the base may well have.
 		return "4.2.0", "create maildir file " + pe.Path + ": " + strerror(pe.Err)
+	case !maildir && errors.As(err, &pe) && pe.Op == "open":
+		return "4.2.0", "cannot open file: " + strerror(pe.Err)
 	}
 	return "4.2.0", errText(err)
 }

@@ -45,6 +45,7 @@ func setup(t testing.TB, extra string) (*virtual.Agent, string) {
 	if err := os.MkdirAll(filepath.Join(base, "v.test"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	ownBase(t, base, 5000, filepath.Join(base, "v.test"))
 	table := "bob@v.test v.test/bob/Maildir/\ncarol@v.test v.test/carol.mbox\n@w.test w.test/catchall/\n" +
 		"dave@v.test v.test/dave/\n"
 	if err := os.WriteFile(filepath.Join(dir, "vmailbox"), []byte(table), 0o644); err != nil {
@@ -192,6 +193,7 @@ func setupOrSkip(t *testing.T, extra string) (*virtual.Agent, string) {
 
 func TestTableErrorDefers(t *testing.T) {
 	base := t.TempDir()
+	ownBase(t, base, 5000)
 	broken := maps.FuncMap(func(ctx context.Context, key string) (string, bool, error) {
 		return "", false, &maps.Error{Map: "pgsql:/etc/x", Key: key, Temporary: true, Err: errors.New("connection refused")}
 	})
