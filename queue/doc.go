@@ -81,14 +81,40 @@
 //
 // Either way a crash can at worst deliver an unacknowledged message (the
 // disk had it when the process died before answering; the client will
-// resend it), never lose an acknowledged one. Moves (Defer, Hold, Release,
-// Requeue) and status records (MarkRecipients: file fsync plus directory
-// fsync) are durable before they return.
+// resend it), never lose an acknowledged one. The admin moves (Defer,
+// Hold, Release, Requeue, Move to any state but active) and status
+// records (MarkRecipients, SetAttr: file fsync plus directory fsync) are
+// durable before they return.
+//
+// The scheduler's own moves are not synced, as Postfix's qmgr syncs none
+// of its moves: into active (Move, and taking a message from incoming or
+// deferred), back to incoming at Stop, and to deferred after an attempt.
+// A crash leaves the file in its old state or its new one (a rename
+// reaches the disk whole), and Open sends active back to incoming, so at
+// worst the message is tried again sooner, with the statuses recorded so
+// far; journal replay finds a message in whichever state holds it. When
+// an attempt leaves no recipient to try again, the last batch's statuses
+// are not recorded: the notices go out and the durable Remove follows
+// (recorded after all if the message stays, e.g. a notice could not be
+// handed over). A crash between that delivery and the removal's
+// tombstone delivers the pass's recipients again, as a crash before the
+// status record did before; a message that stays queued with some
+// recipients done always has them recorded first. Per message delivered
+// at once, the queue's delivery path thus costs a share of the journal
+// fdatasync of the removals' tombstones (one directory fsync without
+// group commit), where it cost the move's two directory fsyncs and the
+// status record's file and directory fsyncs besides. The scheduler's
+// removal keeps the file's inode as a spare (incoming/.spare-*, made
+// before the removal and never a message) that Create overwrites
+// instead of allocating a new one (see osfs.go for why); Open deletes
+// spares like any other '.' file.
 //
 // Open recovers: the journal is replayed, uncommitted files are removed,
 // messages in active go back to incoming (the scheduler takes them up
 // again, as Postfix's qmgr does at start), and the files in incoming and active (all states with
-// Options.VerifyAll) are checked whole; damaged ones go to corrupt.
+// Options.VerifyAll) are checked whole; damaged ones go to corrupt. None
+// of this is synced: a crash during recovery leaves the same repairs to
+// the next Open.
 //
 // # What the scheduler and admin commands use
 //

@@ -30,10 +30,14 @@ func (q *Queue) Create(ctx context.Context, arrival time.Time) (cleanup.File, er
 	}
 	defer q.leave()
 	created := q.ids.next(q.clock.Now())
-	tmp := q.path(Incoming, tempPrefix+strconv.Itoa(os.Getpid())+"-"+strconv.FormatUint(q.tempSeq.Add(1), 36))
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("queue: creating a queue file: %w", err)
+	f, tmp, reused := q.reuseSpare()
+	if f == nil {
+		tmp = q.path(Incoming, tempPrefix+strconv.Itoa(os.Getpid())+"-"+strconv.FormatUint(q.tempSeq.Add(1), 36))
+		var err error
+		f, err = os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("queue: creating a queue file: %w", err)
+		}
 	}
 	fi, err := f.Stat()
 	if err == nil {
@@ -48,7 +52,7 @@ func (q *Queue) Create(ctx context.Context, arrival time.Time) (cleanup.File, er
 		arrival = q.clock.Now()
 	}
 	return &File{
-		q: q, f: f, tmp: tmp, id: formatID(created, inodeOf(fi)), arrival: arrival,
+		q: q, f: f, tmp: tmp, id: formatID(created, inodeOf(fi)), arrival: arrival, reused: reused,
 		w: bufio.NewWriterSize(f, 32<<10), crc: crc32.New(castagnoli), split: newBodySplitter(),
 	}, nil
 }
@@ -67,6 +71,22 @@ type File struct {
 	err     error // first write error
 	done    bool
 	final   string // the committed name, once renamed
+	reused  bool   // a spare (osfs.go): may hold old bytes past the end
+}
+
+// reuseSpare opens a spare queue file for Create, if there is one.
+func (q *Queue) reuseSpare() (*os.File, string, bool) {
+	for {
+		path := q.spares.take()
+		if path == "" {
+			return nil, "", false
+		}
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err == nil {
+			return f, path, true
+		}
+		os.Remove(path)
+	}
 }
 
 // ID returns the queue ID.
@@ -148,6 +168,12 @@ func (f *File) commit(env *cleanup.Envelope) error {
 	}
 	if _, err := f.f.WriteAt(makeHeader(f.n), 0); err != nil {
 		return fmt.Errorf("writing the header: %w", err)
+	}
+	if f.reused {
+		// A spare's old content may go on past the new end.
+		if err := f.f.Truncate(headerSize + f.n + int64(recordOverhead+len(payload))); err != nil {
+			return fmt.Errorf("writing the queue file: %w", err)
+		}
 	}
 	state := Incoming
 	if e.Hold {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 )
 
 // The commit journal: how group commit gets below one fsync per message.
@@ -33,6 +34,16 @@ import (
 // directory, and then empties the journal (a new epoch). After that those messages
 // are durable on their own, and their unlinks too.
 //
+// A journal copy pays off only for a message removed before the next
+// checkpoint; one still queued then gets its own fsync there anyway, on
+// top of its share of the journal's. So the committer watches how many
+// messages are removed soon after their commit (journal.mode): when
+// fewer than half of a window's commits are, and several callers commit
+// at once (their fsyncs then overlap), small messages are
+// committed as without group commit (file fsync, rename, directory
+// fsync, in the caller), until removals catch up again. Either way the
+// message is durable before Commit returns; only the cost differs.
+//
 // Messages larger than journalMaxMessage are not copied: their Commit
 // fsyncs the file and the batch fsyncs the directory, as without the
 // journal.
@@ -48,7 +59,7 @@ const (
 	// epoch (8 bytes). Every record's payload starts with the epoch it
 	// was written in. Emptying the journal is writing a new epoch into
 	// the header: the file keeps its size and old records, which replay
-	// ignores. The file is grown with zeros in journalChunk steps, so
+	// ignores. The file is grown with zeros (growJournal), so
 	// that appending a batch overwrites allocated blocks and its
 	// fdatasync has no metadata to commit, only data.
 	journalMagic  = "PKQJ"
@@ -65,6 +76,65 @@ type journal struct {
 	epoch   uint64
 	pending map[string]bool // IDs journaled since the last checkpoint
 	limit   int64           // checkpoint when the journal is larger
+	mode    commitMode
+}
+
+// commitMode chooses between the journal and the direct path for small
+// messages (see above), from the last window of commits.
+type commitMode struct {
+	inflight  atomic.Int64 // commits in submit now
+	mu        sync.Mutex
+	cur, prev map[string]bool // IDs committed in this and the last window
+	commits   int             // in this window
+	quick     int             // of them, removed within two windows
+	busy      int64           // the sum of inflight seen by them
+	direct    bool
+}
+
+// modeWindow is how many commits the choice looks back at; a removal
+// counts as soon when it comes within two windows of the commit, about
+// the span of a journal checkpoint with 4 KB messages. A variable for the
+// tests.
+var modeWindow = 4096
+
+// commitPath records a commit and says whether it should take the direct
+// path: when fewer than half of the last window's commits were removed
+// soon, and commits came concurrently (at least directConcurrency on
+// average), so that the callers' own fsyncs overlap. A lone committer
+// keeps the journal, whose checkpoint fsyncs the files 32 at a time.
+func (m *commitMode) commitPath(id string) (direct bool) {
+	n := m.inflight.Load()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cur == nil {
+		m.cur, m.prev = map[string]bool{}, map[string]bool{}
+	}
+	m.cur[id] = true
+	m.commits++
+	m.busy += n
+	if m.commits >= modeWindow {
+		m.direct = 2*m.quick < m.commits && m.busy >= directConcurrency*int64(m.commits)
+		m.prev, m.cur = m.cur, m.prev
+		clear(m.cur)
+		m.commits, m.quick, m.busy = 0, 0, 0
+	}
+	return m.direct
+}
+
+// directConcurrency is the average number of concurrent commits from
+// which the direct path is taken.
+const directConcurrency = 4
+
+// removed records a Remove; one soon after the commit counts for the
+// journal.
+func (m *commitMode) removed(id string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cur[id] || m.prev[id] {
+		delete(m.cur, id)
+		delete(m.prev, id)
+		m.quick++
+	}
 }
 
 func (q *Queue) openJournal() error {
@@ -112,10 +182,13 @@ func (q *Queue) resetJournal(epoch uint64) error {
 	return nil
 }
 
-// growJournal extends the file with zeros to hold need bytes.
+// growJournal extends the file with zeros to hold need bytes: by its
+// size again (at least 256 KB, at most journalChunk), so that a queue
+// that commits little writes few zeros.
 func (q *Queue) growJournal(need int64) error {
 	j := q.jn
-	target := (need/journalChunk + 1) * journalChunk
+	step := min(max(j.alloc, 256<<10), journalChunk)
+	target := max(j.alloc, need) + step
 	zeros := make([]byte, 1<<20)
 	for off := j.alloc; off < target; off += int64(len(zeros)) {
 		if _, err := j.f.WriteAt(zeros[:min(int64(len(zeros)), target-off)], off); err != nil {

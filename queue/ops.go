@@ -10,6 +10,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/postkit-mail/postkit/cleanup"
@@ -86,6 +87,7 @@ type Message struct {
 
 	f                    *os.File
 	headerLen, bodyStart int64
+	q                    *Queue // counts the open reader (osfs.go, spares)
 }
 
 // Content returns a reader of the whole content (CRLF lines).
@@ -115,7 +117,54 @@ func (m *Message) Pending() []int {
 }
 
 // Close closes the message file.
-func (m *Message) Close() error { return m.f.Close() }
+func (m *Message) Close() error {
+	if m.q != nil {
+		m.q.spares.closeReader(m.ID)
+		m.q = nil
+	}
+	return m.f.Close()
+}
+
+// contentReader is a reader of a message's content that counts as an
+// open reader of the message.
+type contentReader struct {
+	*io.SectionReader
+	f    *os.File
+	q    *Queue
+	id   string
+	once sync.Once
+}
+
+func (c *contentReader) Close() error {
+	c.once.Do(func() { c.q.spares.closeReader(c.id) })
+	return c.f.Close()
+}
+
+// openContent opens the content of a message the caller has already Read
+// whole, for a delivery or a notice: the content of a queue file never
+// changes once committed (status records go after it), so it is not
+// parsed and checked again for every recipient batch.
+func (q *Queue) openContent(id string, size int64) (io.ReadCloser, error) {
+	if err := q.enter(); err != nil {
+		return nil, err
+	}
+	defer q.leave()
+	mu := q.lockID(id)
+	mu.Lock()
+	defer mu.Unlock()
+	f, err := os.Open(q.path(Active, id)) // where the scheduler keeps it
+	if errors.Is(err, fs.ErrNotExist) {
+		var s State
+		if s, err = q.locate(id); err == nil {
+			f, err = os.Open(q.path(s, id))
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("queue: reading %s: %w", id, err)
+	}
+	q.spares.openReader(id)
+	return &contentReader{SectionReader: io.NewSectionReader(f, headerSize, size), f: f, q: q, id: id}, nil
+}
 
 // Read opens a message and checks it whole (envelope and content
 // checksums): a damaged file gives an error wrapping ErrCorrupt, so the
@@ -147,9 +196,10 @@ func (q *Queue) Read(id string) (*Message, error) {
 		f.Close()
 		return nil, fmt.Errorf("queue: reading %s/%s: %w", s, id, err)
 	}
+	q.spares.openReader(id)
 	return &Message{ID: id, State: s, Envelope: p.env.Env, Status: p.status, Attrs: p.attrs,
 		ModTime: fi.ModTime(), Size: p.env.ContentLen, f: f,
-		headerLen: p.env.HeaderLen, bodyStart: p.env.BodyStart}, nil
+		headerLen: p.env.HeaderLen, bodyStart: p.env.BodyStart, q: q}, nil
 }
 
 // Entry is one message in a List or Walk.
@@ -225,7 +275,9 @@ func lessID(a, b string) bool {
 
 // Move renames a message into another state and makes that durable. A
 // message moved to Deferred keeps its file time; use Defer to set the
-// retry time.
+// retry time. A move into Active is not synced: Open sends whatever it
+// finds in active back to incoming, so after a crash the message is
+// scheduled again whether or not the move reached the disk.
 func (q *Queue) Move(ctx context.Context, id string, to State) error {
 	return q.move(ctx, id, to, nil, time.Time{})
 }
@@ -257,7 +309,25 @@ func (q *Queue) Requeue(ctx context.Context, id string) error {
 	return q.move(ctx, id, Incoming, []State{Incoming, Active, Deferred, Hold}, q.clock.Now())
 }
 
+// move renames a message, durably unless it goes to active (see Move).
 func (q *Queue) move(ctx context.Context, id string, to State, from []State, mtime time.Time) error {
+	return q.rename(ctx, id, to, from, mtime, to != Active || q.strict)
+}
+
+// schedMove is the scheduler's move of a message it took into active:
+// back to incoming at Stop, or to deferred after an attempt. Neither is
+// synced (unless q.strict): a crash before the rename reaches the disk
+// leaves the file in active (or where it was before), Open sends it back
+// to incoming, and it is only tried again sooner, with the statuses
+// recorded so far. Postfix's qmgr syncs none of its moves either.
+func (q *Queue) schedMove(ctx context.Context, id string, to State, mtime time.Time) error {
+	return q.rename(ctx, id, to, []State{Active}, mtime, q.strict)
+}
+
+// rename moves a message from one of the states from (any, when nil) to
+// to, setting its file time first when mtime is set, and fsyncs both
+// directories when sync is set.
+func (q *Queue) rename(ctx context.Context, id string, to State, from []State, mtime time.Time, sync bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -290,6 +360,9 @@ func (q *Queue) move(ctx context.Context, id string, to State, from []State, mti
 	if err := q.fs.Rename(src, q.path(to, id)); err != nil {
 		return fmt.Errorf("queue: moving %s to %s: %w", id, to, err)
 	}
+	if !sync {
+		return nil
+	}
 	if err := q.syncDirs([]State{s, to}); err != nil {
 		return fmt.Errorf("queue: moving %s to %s: %w", id, to, err)
 	}
@@ -308,6 +381,12 @@ func containsState(list []State, s State) bool {
 // Remove deletes a message (delivered, bounced, or postsuper -d) and
 // makes the removal durable, so a crash does not deliver it again.
 func (q *Queue) Remove(ctx context.Context, id string) error {
+	return q.remove(ctx, id, false)
+}
+
+// remove is Remove; with recycle, the file is kept as a spare for Create
+// (osfs.go) when nothing has it open.
+func (q *Queue) remove(ctx context.Context, id string, recycle bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -322,12 +401,27 @@ func (q *Queue) Remove(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	spare := ""
+	if recycle {
+		// A second name first, so the inode outlives the removal; it
+		// starts with '.', so it is never taken for the message.
+		if spare = q.spares.reserve(q, id); spare != "" && os.Link(q.path(s, id), spare) != nil {
+			spare = ""
+		}
+	}
 	if q.commitCh != nil {
 		// A tombstone in the journal, durable before the unlink: replay
 		// deletes the file if the unlink does not reach the disk.
 		err = q.submit(&syncJob{rec: []byte(id), recKind: kindJournalTombstone, unlink: q.path(s, id)})
 	} else if err = q.fs.Remove(q.path(s, id)); err == nil {
 		err = q.syncDirs([]State{s})
+	}
+	if spare != "" {
+		if err == nil {
+			q.spares.put(spare)
+		} else {
+			os.Remove(spare) // the message may still be there
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("queue: removing %s: %w", id, err)

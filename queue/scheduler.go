@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -349,6 +350,17 @@ type activeMsg struct {
 	// admin is set by postsuper operations (control.go); read by the
 	// delivery goroutines.
 	admin atomic.Uint32
+	// The delivery goroutines' count of this pass's batches (see run).
+	mu      sync.Mutex
+	running int  // batches not yet run
+	delayed bool // a batch left a recipient to try again
+	notice  bool // a batch's result calls for a notice
+	// removed: the last batch removed the message itself (run).
+	removed bool
+	// unrecorded are the statuses of the pass's last batch when run did
+	// not record them because the message is about to be removed;
+	// finishMsg records them if it keeps the message after all.
+	unrecorded []Status
 }
 
 type job struct {
@@ -439,7 +451,7 @@ func (s *Scheduler) shutdown() {
 	}
 	s.waiters = nil
 	for id, m := range s.msgs {
-		err := s.q.move(context.Background(), id, Incoming, []State{Active}, s.now())
+		err := s.q.schedMove(context.Background(), id, Incoming, s.now())
 		if err != nil && !errors.Is(err, ErrNotFound) && m.admin.Load() == adminNone {
 			s.log.Error("queue: putting a message back in incoming at stop", "queue_id", id, "err", err.Error())
 		}
@@ -647,15 +659,15 @@ func (s *Scheduler) route(m *activeMsg) {
 		}
 		g.rcpts = append(g.rcpts, Recipient{Index: i, Addr: addr, Recipient: r})
 	}
+	var failJob *job
 	if len(routeFail) > 0 {
 		// A batch of its own, answered without a delivery.
-		j := &job{m: m, rcpts: nil, suspended: "route"}
+		failJob = &job{m: m, rcpts: nil, suspended: "route"}
 		for _, st := range routeFail {
-			j.rcpts = append(j.rcpts, Recipient{Index: st.Rcpt, Addr: m.env.Recipients[st.Rcpt].Addr, Recipient: m.env.Recipients[st.Rcpt]})
-			j.results = append(j.results, Result{Outcome: st.Outcome, DSN: st.DSN, Reason: st.Reason})
+			failJob.rcpts = append(failJob.rcpts, Recipient{Index: st.Rcpt, Addr: m.env.Recipients[st.Rcpt].Addr, Recipient: m.env.Recipients[st.Rcpt]})
+			failJob.results = append(failJob.results, Result{Outcome: st.Outcome, DSN: st.DSN, Reason: st.Reason})
 		}
 		m.pending++
-		s.startJob(j)
 	}
 	for _, g := range groups {
 		d := s.dest(g.key)
@@ -671,6 +683,11 @@ func (s *Scheduler) route(m *activeMsg) {
 			d.inRing = true
 			s.ring = append(s.ring, d)
 		}
+	}
+	// Every batch is counted before the first one starts.
+	m.running = m.pending
+	if failJob != nil {
+		s.startJob(failJob)
 	}
 }
 
@@ -706,6 +723,7 @@ func (s *Scheduler) dest(k destKey) *dest {
 // A dead destination's jobs are deferred without an attempt.
 func (s *Scheduler) dispatch() {
 	now := s.now()
+	started := false
 	for {
 		progressed := false
 		for n := len(s.ring); n > 0 && s.inFlight < s.cfg.ProcessLimit; n-- {
@@ -747,9 +765,18 @@ func (s *Scheduler) dispatch() {
 			d.jobs = d.jobs[1:]
 			d.busy++
 			s.startJob(j)
-			progressed = true
+			progressed, started = true, true
 		}
 		if !progressed || s.inFlight >= s.cfg.ProcessLimit || len(s.ring) == 0 {
+			if started {
+				// Let the deliveries just started run before the loop
+				// takes the next result: with deliveries that finish
+				// at once, the loop and one delivery goroutine can
+				// hand the processor to each other and leave another
+				// delivery waiting to start for a whole time slice,
+				// out of its round-robin turn.
+				runtime.Gosched()
+			}
 			return
 		}
 	}
@@ -788,11 +815,51 @@ func (s *Scheduler) run(j *job) {
 	if m.admin.Load() == adminDeleted {
 		return // postsuper -d: nothing to record
 	}
+	if last, notice := s.lastOfPass(j); last {
+		// No recipient is left to try: the message is removed (durably)
+		// once the notices are out, so this record would be synced only
+		// to be deleted. A crash before the removal tries the pass's
+		// recipients again, as one before a record would; to keep that
+		// window short, a message that needs no notice is removed here,
+		// without waiting for the loop.
+		m.unrecorded = st
+		if !notice && s.q.remove(context.WithoutCancel(s.dctx), m.id, true) == nil {
+			m.removed = true
+		}
+		return
+	}
 	if err := s.q.MarkRecipients(s.dctx, m.id, st); err != nil && m.admin.Load() != adminDeleted {
 		// The statuses live on in memory for this pass; a crash before
 		// the next record means these recipients are tried again.
 		s.log.Error("queue: recording delivery statuses", "queue_id", m.id, "err", err.Error())
 	}
+}
+
+// lastOfPass counts a batch as run and says whether it was the pass's
+// last and left no recipient of the message to try again, and whether
+// the pass calls for a notice (finishMsg's rules: a failure, a success
+// with NOTIFY=SUCCESS, or a failure notice still to hand over). Batches
+// that an admin dropped before they started never count down, so a
+// message held or deleted meanwhile always has its statuses recorded.
+func (s *Scheduler) lastOfPass(j *job) (last, notice bool) {
+	m := j.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.running--
+	for i, r := range j.results {
+		switch {
+		case r.Outcome == Failed:
+			m.notice = true
+		case r.Outcome == Delivered:
+			if notifySuccess(j.rcpts[i].Notify) {
+				m.notice = true
+			}
+		default:
+			m.delayed = true
+		}
+	}
+	last = m.running == 0 && !m.delayed && !s.q.strict && m.admin.Load() == adminNone
+	return last, m.notice || m.attrs[attrNoticePending] != ""
 }
 
 // deliver calls the Deliverer, turning a panic or missing statuses into
@@ -801,7 +868,7 @@ func (s *Scheduler) deliver(j *job) (res []Result) {
 	m := j.m
 	env := m.env
 	d := &Delivery{QueueID: m.id, Envelope: &env, Transport: j.d.key.transport, Nexthop: j.d.key.nexthop,
-		Recipients: j.rcpts, Size: m.size, Open: s.opener(m.id)}
+		Recipients: j.rcpts, Size: m.size, Open: s.opener(m)}
 	if j.route != (Route{}) {
 		d.Nexthop = j.route.Nexthop
 	}
@@ -833,7 +900,12 @@ func (s *Scheduler) deliver(j *job) (res []Result) {
 	return res
 }
 
-func (s *Scheduler) opener(id string) func() (io.ReadCloser, error) {
+func (s *Scheduler) opener(m *activeMsg) func() (io.ReadCloser, error) {
+	id, size := m.id, m.size
+	if !s.q.strict {
+		// take read the message whole and checked it.
+		return func() (io.ReadCloser, error) { return s.q.openContent(id, size) }
+	}
 	return func() (io.ReadCloser, error) {
 		msg, err := s.q.Read(id)
 		if err != nil {
@@ -955,6 +1027,10 @@ func (s *Scheduler) finishMsg(m *activeMsg) {
 	if m.admin.Load() == adminDeleted {
 		return // postsuper -d: no notices, nothing to move
 	}
+	if m.removed {
+		s.log.Info(m.id+": removed", "queue_id", m.id)
+		return
+	}
 	moved := m.admin.Load() == adminMoved // held or requeued: no expiry
 	ctx := s.dctx
 	now := s.now()
@@ -1035,16 +1111,27 @@ func (s *Scheduler) finishMsg(m *activeMsg) {
 		}
 	}
 	if len(delayed) == 0 && attrs[attrNoticePending] == "" {
-		if err := s.q.Remove(ctx, m.id); err != nil {
+		rctx := ctx
+		if m.unrecorded != nil {
+			// The last batch's delivery is done but not recorded: finish
+			// the job even when a hard Stop cancelled the deliveries.
+			rctx = context.WithoutCancel(ctx)
+		}
+		if err := s.q.remove(rctx, m.id, true); err != nil {
 			if m.admin.Load() == adminNone { // else postsuper got there first
 				s.log.Error("queue: removing a message", "queue_id", m.id, "err", err.Error())
+				s.recordUnrecorded(rctx, m, nil)
 			}
 			return
 		}
 		s.log.Info(m.id+": removed", "queue_id", m.id)
 		return
 	}
-	if len(attrs) > 0 {
+	if m.unrecorded != nil {
+		// Kept after all (a notice could not be handed over): the
+		// statuses go in one durable record with the flags.
+		s.recordUnrecorded(context.WithoutCancel(ctx), m, attrs)
+	} else if len(attrs) > 0 {
 		if err := s.q.SetAttr(ctx, m.id, attrs); err != nil {
 			s.log.Error("queue: recording message flags", "queue_id", m.id, "err", err.Error())
 		}
@@ -1052,9 +1139,21 @@ func (s *Scheduler) finishMsg(m *activeMsg) {
 	delay := retryDelay(m.env.Arrival, now, s.cfg.MinimalBackoff, s.cfg.MaximalBackoff)
 	// Only from active: an admin may have put the message on hold
 	// meanwhile (postsuper -h), and hold must win.
-	if err := s.q.move(ctx, m.id, Deferred, []State{Active}, now.Add(delay)); err != nil && m.admin.Load() == adminNone {
+	if err := s.q.schedMove(ctx, m.id, Deferred, now.Add(delay)); err != nil && m.admin.Load() == adminNone {
 		s.log.Error("queue: deferring a message", "queue_id", m.id, "err", err.Error())
 	}
+}
+
+// recordUnrecorded writes the statuses run left for finishMsg, with the
+// message flags attrs, as one durable record.
+func (s *Scheduler) recordUnrecorded(ctx context.Context, m *activeMsg, attrs map[string]string) {
+	if len(attrs) == 0 {
+		attrs = nil
+	}
+	if err := s.q.appendStatus(ctx, m.id, statusRecord{Status: m.unrecorded, Attrs: attrs}); err != nil {
+		s.log.Error("queue: recording delivery statuses", "queue_id", m.id, "err", err.Error())
+	}
+	m.unrecorded = nil
 }
 
 // Message attributes the scheduler keeps with SetAttr.
@@ -1086,6 +1185,6 @@ func (s *Scheduler) notify(ctx context.Context, m *activeMsg, k NoticeKind, rcpt
 	}
 	env := m.env
 	n := &Notice{Kind: k, QueueID: m.id, Envelope: &env, Statuses: slices.Clone(m.status),
-		Recipients: rcpts, Expired: expired, Open: s.opener(m.id)}
+		Recipients: rcpts, Expired: expired, Open: s.opener(m)}
 	return s.cfg.Notifier.Notify(ctx, n)
 }
