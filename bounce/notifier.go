@@ -202,11 +202,15 @@ func remoteHost(relay string) string {
 }
 
 // smtpDiagnostic turns the reason text of a remote reply ("host X said:
-// 550 5.1.1 no such user (in reply to RCPT TO command)") into the
+// 550 5.1.1 no such user (in reply to RCPT TO command)", or smtp(8)'s
+// "host X refused to talk to me: 421 ..." for a refused greeting) into the
 // Diagnostic-Code value Postfix writes, "smtp; 550 5.1.1 no such user";
 // other reasons get "" (X-Postfix; reason).
 func smtpDiagnostic(reason string) string {
 	_, reply, ok := strings.Cut(reason, " said: ")
+	if !ok {
+		_, reply, ok = strings.Cut(reason, " refused to talk to me: ")
+	}
 	if !ok {
 		if len(reason) >= 4 && isDigits(reason[:3]) && (reason[3] == ' ' || reason[3] == '-') {
 			reply = reason
