@@ -4,12 +4,9 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,6 +14,7 @@ import (
 
 	"github.com/postkit-mail/postkit/auth"
 	"github.com/postkit-mail/postkit/internal/corpus"
+	"github.com/postkit-mail/postkit/internal/oracle"
 )
 
 // benchMaildir fills root (a Maildir) with n messages from the
@@ -51,8 +49,7 @@ func benchMaildirT(b testing.TB, root string, n int) {
 	}
 }
 
-// clientBuf is the test client's read buffer; the idle-memory benchmark
-// runs its clients in the server's process and subtracts it.
+// clientBuf is the test client's read buffer.
 const clientBuf = 4096
 
 type rawIMAP struct {
@@ -134,8 +131,8 @@ func (r *rawIMAP) cmd(b testing.TB, c string) int {
 // caches (Dovecot's index, postkit's size and envelope cache) in a first
 // pass that is not timed.
 func BenchmarkSelectFetchVsDovecot(b *testing.B) {
-	dv, dvAddr := startDovecotIMAPServer(b, "")
-	home := filepath.Join(dv.Dir, "home", "alice")
+	dv := startDovecotIMAPServer(b, oracle.DovecotIMAPOptions{})
+	dvAddr, home := dv.Addr, dv.Home("alice")
 	root := filepath.Join(home, "Maildir")
 	benchMaildir(b, root, 10000)
 	dv.Chown(b, home)
@@ -168,99 +165,6 @@ func BenchmarkSelectFetchVsDovecot(b *testing.B) {
 	b.ReportMetric(float64(tPK.Milliseconds())/float64(b.N), "postkit-ms/op")
 	b.ReportMetric(float64(tDV.Milliseconds())/float64(b.N), "dovecot-ms/op")
 	b.ReportMetric(float64(tPK)/float64(tDV), "postkit/dovecot")
-}
-
-// BenchmarkIdleMemoryVsDovecot: memory held per connection that has
-// logged in, selected INBOX and is idling (IDLE), for 200 connections:
-// postkit's heap and goroutine stacks against the resident memory of
-// Dovecot's imap processes (one per connection; RSS counts their shared
-// libraries too, so it overstates), measured in the same run, each
-// mailbox holding 100 messages. Metrics are bytes per connection and
-// their ratio.
-func BenchmarkIdleMemoryVsDovecot(b *testing.B) {
-	const n = 200
-	// Dovecot allows 10 sessions per user and address
-	// (mail_max_userip_connections, which this configuration could not
-	// raise): its connections are spread over 25 users.
-	const users = 25
-	var passwd []string
-	for u := 0; u < users; u++ {
-		passwd = append(passwd, fmt.Sprintf("u%d:{PLAIN}secret\n", u))
-	}
-	dv, dvAddr := startDovecotIMAPServer(b, "service imap {\n  process_limit = 1000\n}\n", passwd...)
-	for u := 0; u < users; u++ {
-		h := filepath.Join(dv.Dir, "home", fmt.Sprintf("u%d", u))
-		benchMaildir(b, filepath.Join(h, "Maildir"), 100)
-		dv.Chown(b, h)
-	}
-	e := newEnv(b)
-	opts := e.options()
-	opts.MaxIPConnections = 2 * n
-	opts.MaxUserIPConnections = 2 * n
-	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	_, pkAddr := e.start(b, opts)
-	benchMaildir(b, filepath.Join(e.home, "Maildir"), 100)
-
-	idle := func(addr string, spread bool) []*rawIMAP {
-		var cs []*rawIMAP
-		for i := 0; i < n; i++ {
-			user := "alice"
-			if spread {
-				user = fmt.Sprintf("u%d", i%users)
-			}
-			r := dialUser(b, addr, user)
-			r.cmd(b, "SELECT INBOX")
-			fmt.Fprintf(r.c, "i IDLE\r\n")
-			if l, _ := r.br.ReadString('\n'); !strings.HasPrefix(l, "+") {
-				b.Fatalf("IDLE: %q", l)
-			}
-			cs = append(cs, r)
-		}
-		return cs
-	}
-	for i := 0; i < b.N; i++ {
-		before := heapAndStacks()
-		pkConns := idle(pkAddr, false)
-		after := heapAndStacks() - n*clientBuf
-		pids := imapPIDs()
-		dvConns := idle(dvAddr, true)
-		var rss int64
-		for pid := range imapPIDs() {
-			if !pids[pid] {
-				rss += processRSS(pid)
-			}
-		}
-		b.ReportMetric(float64(after-before)/n, "postkit-B/conn")
-		b.ReportMetric(float64(rss)/n, "dovecot-B/conn")
-		b.ReportMetric(float64(after-before)/float64(rss), "postkit/dovecot")
-		runtime.KeepAlive(pkConns)
-		for _, r := range append(pkConns, dvConns...) {
-			r.c.Close()
-		}
-	}
-}
-
-func heapAndStacks() int64 {
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return int64(ms.HeapInuse + ms.StackInuse)
-}
-
-// imapPIDs lists the processes running Dovecot's imap binary.
-func imapPIDs() map[int]bool {
-	out := map[int]bool{}
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil && exe == "/usr/lib/dovecot/imap" {
-			out[pid] = true
-		}
-	}
-	return out
 }
 
 func processRSS(pid int) int64 {

@@ -65,13 +65,33 @@
 // in Dovecot. Differential tests against Dovecot 2.3 check all of this on
 // 150 SpamAssassin messages and 85 of enmime's broken-MIME files.
 //
-// Each session keeps its own view of the selected mailbox (the sequence
-// numbers its client knows). Changes reach it through the mailbox.Hub: an
-// mda delivery or another session in this process notifies directly,
-// another process (Dovecot, mutt, Postfix's local) through inotify; the
-// session then syncs the Maildir and sends EXISTS, FETCH FLAGS and, when
-// the command allows it, EXPUNGE. During IDLE that happens at once. A
-// new UIDVALIDITY (a lost uidlist) ends the session with BYE.
+// Sessions that select the same mailbox share it: one open Maildir (its
+// message list) and one subscription to the mailbox.Hub per mailbox
+// (path, read-only or not, owner), whatever the number of sessions.
+// Each session keeps only its own view (the sequence numbers its client
+// knows, 12 bytes a message) and a wake-up channel. Changes reach the
+// shared mailbox through the hub: an mda delivery or another session in
+// this process notifies directly, another process (Dovecot, mutt,
+// Postfix's local) through inotify; the mailbox syncs the Maildir once
+// and wakes its sessions, which send EXISTS, FETCH FLAGS and, when the
+// command allows it, EXPUNGE. During IDLE that happens at once; a change
+// announced before a command ends shows in that command's answer.
+// SELECT of a mailbox already open here takes its current list (kept
+// current by the hub) instead of reading the directory again. \Recent
+// goes to the first session that sees a message moved from new/. A new
+// UIDVALIDITY (a lost uidlist) ends the session with BYE. A mailbox
+// whose sessions are all in IDLE hibernates after IdleHibernate (30 s):
+// it lets go of its message list, keeping the hub subscription, and
+// reads the directory again at the next change or when a session
+// leaves IDLE (the role of Dovecot's imap_hibernate_timeout).
+//
+// Memory: 5,000 connections logged in with INBOX (100 messages)
+// selected and idling hold about 130 MB of heap and goroutine stacks
+// with 10 connections per user, 180 MB with one per user (see
+// docs/performance.md, Issue 8); the process's RSS adds the garbage
+// collector's headroom, which GOMEMLIMIT bounds. Most of what remains is
+// go-imap's: a 4 KiB read and a 4 KiB write buffer per connection and
+// two goroutines (the connection's and the one IDLE starts).
 //
 // # Limits and logs
 //

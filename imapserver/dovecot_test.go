@@ -3,7 +3,6 @@ package imapserver
 import (
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -17,48 +16,18 @@ import (
 )
 
 // startDovecotIMAP runs a private Dovecot 2.3 serving IMAP on a loopback
-// port (through oracle.StartDovecotPOP3, whose configuration takes extra
-// lines: the imap protocol is added beside pop3), with user alice whose
-// mail is in maildir:~/Maildir.
+// port (oracle.StartDovecotIMAP) with user alice, password "secret",
+// whose mail is in maildir:~/Maildir.
 func startDovecotIMAP(t testing.TB) string {
-	_, addr := startDovecotIMAPServer(t, "")
-	return addr
+	return startDovecotIMAPServer(t, oracle.DovecotIMAPOptions{}).Addr
 }
 
-// startDovecotIMAPServer is startDovecotIMAP with extra configuration
-// lines; it also returns the oracle (its Dir holds home/alice).
-func startDovecotIMAPServer(t testing.TB, extra string, moreUsers ...string) (*oracle.DovecotPOP3, string) {
+// startDovecotIMAPServer is startDovecotIMAP with options; alice is added
+// to the passwd-file.
+func startDovecotIMAPServer(t testing.TB, opts oracle.DovecotIMAPOptions) *oracle.DovecotIMAP {
 	t.Helper()
-	if _, err := os.Stat("/usr/lib/dovecot/imap"); err != nil {
-		oracle.Unavailable(t, "Dovecot's imap is not installed (dovecot-imapd)")
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	d := oracle.StartDovecotPOP3(t, oracle.DovecotPOP3Options{
-		Passwd:       "alice:{PLAIN}secret\n" + strings.Join(moreUsers, ""),
-		MailLocation: "maildir:~/Maildir",
-		Extra:        fmt.Sprintf("protocols = pop3 imap\nservice imap-login {\n  inet_listener imap {\n    address = 127.0.0.1\n    port = %d\n  }\n  inet_listener imaps {\n    port = 0\n  }\n}\n", port),
-	})
-	home := filepath.Join(d.Dir, "home", "alice")
-	if err := os.MkdirAll(home, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	d.Chown(t, home)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return d, addr
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Dovecot IMAP did not listen on %s: %s", addr, d.Log(t))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	opts.Passwd = "alice:{PLAIN}secret\n" + opts.Passwd
+	return oracle.StartDovecotIMAP(t, opts)
 }
 
 func dialLogin(t testing.TB, addr string) *imapclient.Client {

@@ -202,7 +202,7 @@ func (se *session) Status(name string, opts *imap.StatusOptions) (*imap.StatusDa
 	var md *mailbox.Maildir
 	if se.sel != nil && se.sel.name == n {
 		md = se.sel.md
-		if _, err := md.Sync(se.ctx); err != nil {
+		if err := se.sel.box.sync(false); err != nil {
 			return nil, se.mapErr(err)
 		}
 	} else {
@@ -306,6 +306,10 @@ func (se *session) Append(name string, r imap.LiteralReader, opts *imap.AppendOp
 		if _, err := md.SetKeywords(se.ctx, msg.UID, kw); err != nil {
 			return nil, se.mapErr(err)
 		}
+	}
+	if se.sel != nil && se.sel.name == n {
+		// The selected mailbox grew: this session's next update shows it.
+		se.sel.box.sync(true)
 	}
 	return &imap.AppendData{UID: imap.UID(msg.UID), UIDValidity: md.UIDValidity()}, nil
 }

@@ -3,7 +3,6 @@ package imapserver
 import (
 	"bufio"
 	"io"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -221,15 +220,6 @@ func splitFlags(flags []imap.Flag) (mailbox.Flags, []string) {
 		kw = append(kw, string(f))
 	}
 	return bits, kw
-}
-
-func flagsKey(msg mailbox.Message) string {
-	kw := append([]string(nil), msg.Keywords...)
-	for i := range kw {
-		kw[i] = strings.ToLower(kw[i])
-	}
-	sort.Strings(kw)
-	return msg.Flags.String() + " " + strings.Join(kw, " ")
 }
 
 func hasKeyword(list []string, k string) bool {

@@ -7,65 +7,124 @@ import (
 	"io"
 	"os"
 	"sort"
+	"sync"
 
 	"github.com/emersion/go-imap/v2"
 	goimapserver "github.com/emersion/go-imap/v2/imapserver"
 	"github.com/postkit-mail/postkit/mailbox"
 )
 
-// selected is the state of the selected mailbox: the session's own
-// Maildir and its view of it. view is the client's numbering: message
+// selected is the state of the selected mailbox: the Maildir shared
+// with the other sessions that have it selected (box), and this
+// session's view of it. view is the client's numbering: message
 // sequence number i+1 is view[i]. It changes only when the session tells
 // the client (EXISTS, EXPUNGE), so it may hold messages other sessions
 // or processes already removed (gone) until an expunge may be reported.
 type selected struct {
 	name     string // store name
-	md       *mailbox.Maildir
-	sub      *mailbox.Subscription
+	box      *sharedBox
+	md       *mailbox.Maildir // box.md; nil in IDLE (the box may hibernate)
+	wake     chan struct{}    // the box signals a change
+	gen      uint64           // box.gen this view was compared with
 	readOnly bool
 	view     []viewMsg
 	maxUID   uint32   // highest UID the client has been told of
 	saved    []uint32 // SEARCHRES result ($), as UIDs
 	dirty    bool     // gone entries wait for an expunge report
 	validity uint32
+
+	mu     sync.Mutex // guards idling and closed (IDLE runs in its own goroutine)
+	idling bool
+	closed bool
 }
 
+// viewMsg is one message as the client knows it: 12 bytes, as an idle
+// session holds one per message of its mailbox.
 type viewMsg struct {
 	uid    uint32
-	flags  string // flagsKey of what the client was last told
+	kw     uint32        // keyword letters a-z (bit 0 = 'a') last reported
+	flags  mailbox.Flags // flags last reported
 	recent bool
 	gone   bool
 }
 
-func (se *session) unselect() {
-	if se.sel != nil {
-		se.sel.sub.Close()
-		se.sel = nil
+// reported records the flags of m as told to the client.
+func (v *viewMsg) reported(m mailbox.Message) { v.flags, v.kw = m.Flags, kwLetters(m) }
+
+// changed reports whether m's flags differ from what the client was told.
+func (v *viewMsg) changed(m mailbox.Message) bool {
+	return v.flags != m.Flags || v.kw != kwLetters(m)
+}
+
+// kwLetters is the set of keyword letters (Dovecot's a-z) in m's info.
+func kwLetters(m mailbox.Message) uint32 {
+	var k uint32
+	for i := 0; i < len(m.Extra); i++ {
+		if c := m.Extra[i]; c >= 'a' && c <= 'z' {
+			k |= 1 << (c - 'a')
+		}
 	}
+	return k
+}
+
+func (se *session) unselect() {
+	if sel := se.sel; sel != nil {
+		se.sel = nil
+		se.unselectSel(sel)
+	}
+}
+
+func (se *session) unselectSel(sel *selected) {
+	sel.mu.Lock()
+	sel.closed = true
+	sel.box.detach(sel.wake, sel.idling)
+	sel.idling = false
+	sel.mu.Unlock()
+	se.s.releaseBox(sel.box)
 }
 
 // Select is IMAP SELECT and EXAMINE.
 func (se *session) Select(name string, opts *imap.SelectOptions) (*imap.SelectData, error) {
-	se.unselect()
 	n, err := storeName(name)
 	if err != nil {
+		se.unselect()
 		return nil, err
 	}
-	md, err := se.store.OpenFolder(se.ctx, n, opts.ReadOnly)
+	// The new box is taken before the old one is let go: selecting the
+	// same mailbox again keeps it open.
+	box, err := se.s.openBox(se.ctx, se.store, n, opts.ReadOnly, se.uid, se.gid)
+	se.unselect()
 	if err != nil {
 		return nil, se.mapErr(err)
 	}
-	sel := &selected{name: n, md: md, readOnly: opts.ReadOnly, validity: md.UIDValidity()}
-	sel.sub = se.s.hub.Subscribe(md.Path())
-	// A change between OpenFolder and Subscribe would be missed: look again.
-	if _, err := md.Sync(se.ctx); err != nil {
-		sel.sub.Close()
+	sel := &selected{name: n, box: box, wake: make(chan struct{}, 1), readOnly: opts.ReadOnly}
+	md, err := box.attach(sel.wake)
+	if err != nil {
+		se.s.releaseBox(box)
 		return nil, se.mapErr(err)
 	}
+	sel.md = md
+	// The box is current up to the events announced so far (the hub
+	// has watched the Maildir since the box was opened), unless the hub
+	// cannot watch: then read the directory.
+	box.poll()
+	if se.s.hub.WatchMethod() == "none" {
+		if err := box.sync(false); err != nil {
+			se.unselectSel(sel)
+			return nil, se.mapErr(err)
+		}
+	}
+	sel.gen = box.gen.Load()
+	sel.drainWake()
+	sel.validity = md.UIDValidity()
+	msgs := md.Messages()
+	sel.view = make([]viewMsg, 0, len(msgs))
 	var firstUnseen, recent uint32
-	for i, m := range md.Messages() {
-		sel.view = append(sel.view, viewMsg{uid: m.UID, flags: flagsKey(m), recent: m.Recent})
-		if m.Recent {
+	for i, m := range msgs {
+		v := viewMsg{uid: m.UID, recent: box.takeRecent(m, sel.validity)}
+		v.reported(m)
+		sel.view = append(sel.view, v)
+		if v.recent {
 			recent++
 		}
 		if firstUnseen == 0 && m.Flags&mailbox.FlagSeen == 0 {
@@ -102,20 +161,19 @@ func (se *session) Unselect() error {
 	return nil
 }
 
-// pending drains the hub subscription and reports whether any event came.
-func (sel *selected) pending() bool {
-	got := false
-	for {
-		select {
-		case _, ok := <-sel.sub.C:
-			if !ok {
-				return got
-			}
-			got = true
-		default:
-			return got
-		}
+func (sel *selected) drainWake() {
+	select {
+	case <-sel.wake:
+	default:
 	}
+}
+
+// pending reports whether the box changed since the view was compared
+// with it, handling first the hub events waiting now.
+func (sel *selected) pending() bool {
+	sel.box.poll()
+	sel.drainWake()
+	return sel.box.gen.Load() != sel.gen
 }
 
 // Poll reports changes since the last command (go-imap calls it after
@@ -135,38 +193,41 @@ func (se *session) Poll(w *goimapserver.UpdateWriter, allowExpunge bool) error {
 	return nil
 }
 
-// refresh syncs the Maildir and tells the client about flag changes and
-// new messages; messages gone are marked for reportExpunges.
+// refresh compares the view with the box's messages (synced by the box)
+// and tells the client about flag changes and new messages; messages
+// gone are marked for reportExpunges.
 func (se *session) refresh(w *goimapserver.UpdateWriter) error {
 	sel := se.sel
-	if _, err := sel.md.Sync(se.ctx); err != nil {
+	sel.gen = sel.box.gen.Load()
+	md, err := sel.box.current()
+	if err != nil {
 		return se.mapErr(err)
 	}
-	if v := sel.md.UIDValidity(); v != sel.validity {
+	if v := md.UIDValidity(); v != sel.validity {
 		// The uidlist was lost and renumbered: the client's UIDs mean
 		// nothing any more (RFC 3501 2.3.1.1), as Dovecot ends it.
 		se.conn.Bye("Mailbox UIDVALIDITY changed")
 		return errValidity
 	}
-	cur := sel.md.Messages()
-	byUID := make(map[uint32]int, len(cur))
-	for i, m := range cur {
-		byUID[m.UID] = i
-	}
+	cur := md.Messages()
+	// Both lists ascend by UID: walk them together.
+	j := 0
 	for i := range sel.view {
 		v := &sel.view[i]
 		if v.gone {
 			continue
 		}
-		j, ok := byUID[v.uid]
-		if !ok {
+		for j < len(cur) && cur[j].UID < v.uid {
+			j++
+		}
+		if j == len(cur) || cur[j].UID != v.uid {
 			v.gone = true
 			sel.dirty = true
 			continue
 		}
 		m := cur[j]
-		if k := flagsKey(m); k != v.flags {
-			v.flags = k
+		if v.changed(m) {
+			v.reported(m)
 			if err := w.WriteMessageFlags(uint32(i+1), 0, imapFlags(m, v.recent)); err != nil {
 				return err
 			}
@@ -175,7 +236,9 @@ func (se *session) refresh(w *goimapserver.UpdateWriter) error {
 	added := false
 	for _, m := range cur {
 		if m.UID > sel.maxUID {
-			sel.view = append(sel.view, viewMsg{uid: m.UID, flags: flagsKey(m), recent: m.Recent})
+			nv := viewMsg{uid: m.UID, recent: sel.box.takeRecent(m, sel.validity)}
+			nv.reported(m)
+			sel.view = append(sel.view, nv)
 			sel.maxUID = m.UID
 			added = true
 		}
@@ -201,29 +264,52 @@ func (se *session) reportExpunges(w *goimapserver.UpdateWriter) error {
 }
 
 // Idle is IMAP IDLE: every hub event (a delivery by mda, a change by
-// another session or process) is reported at once.
+// another session or process) is reported at once. While idling the
+// session holds no Maildir, so the box hibernates when all its sessions
+// idle.
 func (se *session) Idle(w *goimapserver.UpdateWriter, stop <-chan struct{}) error {
-	if se.sel == nil {
+	sel := se.sel
+	if sel == nil {
 		<-stop
 		return nil
 	}
 	if err := se.Poll(w, true); err != nil {
 		return err
 	}
+	sel.mu.Lock()
+	if sel.closed {
+		sel.mu.Unlock()
+		return nil
+	}
+	sel.idling, sel.md = true, nil
+	sel.box.enterIdle()
+	sel.mu.Unlock()
+	defer func() {
+		sel.mu.Lock()
+		defer sel.mu.Unlock()
+		if sel.closed || !sel.idling {
+			return
+		}
+		sel.idling = false
+		md, err := sel.box.leaveIdle()
+		if err != nil {
+			se.conn.Bye("Mailbox can't be opened any more")
+			return
+		}
+		sel.md = md
+	}()
 	for {
 		select {
 		case <-stop:
 			return nil
-		case _, ok := <-se.sel.sub.C:
-			if !ok {
-				<-stop
-				return nil
+		case <-sel.wake:
+			if sel.box.gen.Load() == sel.gen {
+				continue
 			}
-			se.sel.pending()
 			if err := se.refresh(w); err != nil {
 				return err
 			}
-			if se.sel.dirty {
+			if sel.dirty {
 				if err := se.reportExpunges(w); err != nil {
 					return err
 				}
@@ -316,7 +402,7 @@ func (se *session) Expunge(w *goimapserver.ExpungeWriter, uids *imap.UIDSet) err
 	if sel.readOnly {
 		return readOnlyErr()
 	}
-	if _, err := sel.md.Sync(se.ctx); err != nil {
+	if err := sel.box.sync(false); err != nil {
 		return se.mapErr(err)
 	}
 	var del []uint32
@@ -405,7 +491,7 @@ func (se *session) Store(w *goimapserver.FetchWriter, numSet imap.NumSet, flags 
 				return se.mapErr(err)
 			}
 		}
-		v.flags = flagsKey(m)
+		v.reported(m)
 		if !flags.Silent {
 			rw := w.CreateMessage(uint32(i + 1))
 			if isUIDSet(numSet) {
@@ -477,6 +563,9 @@ func (se *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error)
 		}
 		data.SourceUIDs.AddNum(imap.UID(v.uid))
 		data.DestUIDs.AddNum(imap.UID(m.UID))
+	}
+	if n, _ := storeName(dest); n == sel.name {
+		sel.box.sync(true) // copied into itself: EXISTS at once
 	}
 	return data, nil
 }
@@ -586,7 +675,7 @@ func (se *session) fetchOne(w *goimapserver.FetchWriter, seq uint32, v *viewMsg,
 		nm, err := sel.md.SetFlags(se.ctx, m.UID, m.Flags|mailbox.FlagSeen)
 		if err == nil {
 			m = nm
-			v.flags = flagsKey(m)
+			v.reported(m)
 			flagsChanged = true
 		}
 	}

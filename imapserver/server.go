@@ -70,6 +70,12 @@ type Options struct {
 	// CacheEntries bounds the cache of message sizes and envelopes
 	// shared by all sessions (0 = 200,000; negative = no cache).
 	CacheEntries int
+	// IdleHibernate is how long a selected mailbox whose sessions are
+	// all in IDLE keeps its message list before letting go of it (it
+	// reads the directory again at the next change or command; the
+	// role of Dovecot's imap_hibernate_timeout). 0 means 30 seconds;
+	// negative, never.
+	IdleHibernate time.Duration
 	// CreateSpecialFolders makes Drafts, Sent, Trash and Junk at login
 	// when missing (default on; set DisableSpecialFolders to skip).
 	DisableSpecialFolders bool
@@ -91,6 +97,9 @@ type Server struct {
 	perIP     map[netip.Addr]int
 	perUserIP map[string]int
 	idle      chan struct{} // closed and replaced when conns drops to 0
+
+	boxMu sync.Mutex
+	boxes map[boxKey]*sharedBox // the mailboxes selected now
 }
 
 // New returns a server; call Serve or ServeTLS to run it.
@@ -113,6 +122,9 @@ func New(opts Options) (*Server, error) {
 	if opts.AppendLimit == 0 {
 		opts.AppendLimit = 64 << 20
 	}
+	if opts.IdleHibernate == 0 {
+		opts.IdleHibernate = 30 * time.Second
+	}
 	if opts.CacheEntries == 0 {
 		opts.CacheEntries = 200000
 	}
@@ -124,6 +136,7 @@ func New(opts Options) (*Server, error) {
 		listeners: map[net.Listener]struct{}{},
 		perIP:     map[netip.Addr]int{},
 		perUserIP: map[string]int{},
+		boxes:     map[boxKey]*sharedBox{},
 		idle:      make(chan struct{}),
 	}
 	if s.log == nil {

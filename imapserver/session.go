@@ -28,6 +28,8 @@ type session struct {
 	user    string
 	method  string
 	store   *mailbox.Store
+	uid     int // the user's, for the files of shared boxes
+	gid     int
 	sel     *selected
 	fails   int
 	started time.Time
@@ -151,7 +153,7 @@ func (se *session) loggedIn(user, method string) error {
 		se.s.log.Error(fmt.Sprintf("imap(%s)<%d><%s>: open mail store: %v", user, se.s.pid, se.id, err))
 		return errTemp
 	}
-	se.store, se.user, se.method = st, user, method
+	se.store, se.user, se.method, se.uid, se.gid = st, user, method, u.UID, u.GID
 	se.s.log.Info("imap-login: Login: " + se.loginSuffix(user, method))
 	return nil
 }

@@ -11,14 +11,15 @@ import (
 	"time"
 
 	"github.com/postkit-mail/postkit/auth"
+	"github.com/postkit-mail/postkit/internal/oracle"
 )
 
 // One Maildir served by postkit and by Dovecot 2.3 at once: flags and
 // keywords set through either server show the same through the other
 // (Maildir info letters and the shared dovecot-keywords file).
 func TestFlagsSharedWithDovecot(t *testing.T) {
-	dv, dvAddr := startDovecotIMAPServer(t, "")
-	home := filepath.Join(dv.Dir, "home", "alice")
+	dv := startDovecotIMAPServer(t, oracle.DovecotIMAPOptions{})
+	dvAddr, home := dv.Addr, dv.Home("alice")
 	root := filepath.Join(home, "Maildir")
 	e := newEnv(t)
 	opts := e.options()
