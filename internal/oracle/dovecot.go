@@ -2,15 +2,9 @@ package oracle
 
 import (
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
 	"os/user"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"testing"
-	"time"
 )
 
 // DovecotOptions configure a private Dovecot auth service.
@@ -40,18 +34,6 @@ type Dovecot struct {
 func StartDovecotAuth(t testing.TB, opts DovecotOptions) *Dovecot {
 	t.Helper()
 	bin := Require(t, "dovecot")
-	// A short directory: Dovecot's sockets live under base_dir and
-	// socket paths are limited to 108 bytes.
-	dir, err := os.MkdirTemp("", "dvc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	// Searchable by Postfix's smtpd (user postfix), which connects to the
-	// socket in the tests that run Postfix against it.
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	me, err := user.Current()
 	if err != nil {
 		t.Fatal(err)
@@ -64,13 +46,12 @@ func StartDovecotAuth(t testing.TB, opts DovecotOptions) *Dovecot {
 	if mechs == "" {
 		mechs = "plain login cram-md5"
 	}
-	verbose := "no"
-	if opts.Verbose {
-		verbose = "yes"
-	}
+	dir := newDovecotDir(t, "dvc", "run", "state")
+	files := []dovecotFile{{"passwd", opts.Passwd, 0o644}}
 	checkpassword := ""
 	if opts.Checkpassword != "" {
 		checkpassword = fmt.Sprintf("passdb {\n  driver = checkpassword\n  args = %s/checkpassword\n}\n", dir)
+		files = append(files, dovecotFile{"checkpassword", opts.Checkpassword, 0o755})
 	}
 	d := &Dovecot{Dir: dir, Socket: filepath.Join(dir, "auth-client"), LogPath: filepath.Join(dir, "log")}
 	conf := fmt.Sprintf(`base_dir = %[1]s/run
@@ -99,69 +80,11 @@ service auth {
     mode = 0666
   }
 }
-`, dir, mechs, me.Username, grp.Name, me.Uid, me.Gid, verbose, checkpassword)
-	files := []struct {
-		name, data string
-		mode       os.FileMode
-	}{{"dovecot.conf", conf, 0o644}, {"passwd", opts.Passwd, 0o644}}
-	if opts.Checkpassword != "" {
-		files = append(files, struct {
-			name, data string
-			mode       os.FileMode
-		}{"checkpassword", opts.Checkpassword, 0o755})
-	}
-	for _, f := range files {
-		if err := os.WriteFile(filepath.Join(dir, f.name), []byte(f.data), f.mode); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, sub := range []string{"run", "state"} {
-		if err := os.Mkdir(filepath.Join(dir, sub), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cmd := exec.Command(bin, "-F", "-c", filepath.Join(dir, "dovecot.conf"))
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start dovecot: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
-	})
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		if c, err := net.Dial("unix", d.Socket); err == nil {
-			c.Close()
-			return d
-		}
-		select {
-		case <-exited:
-			log, _ := os.ReadFile(d.LogPath)
-			t.Fatalf("dovecot exited: %s\n%s", out.String(), log)
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(d.LogPath)
-			t.Fatalf("dovecot's auth socket did not come up: %s\n%s", out.String(), log)
-		}
-	}
+`, dir, mechs, me.Username, grp.Name, me.Uid, me.Gid, yesNo(opts.Verbose), checkpassword)
+	writeDovecotFiles(t, dir, append(files, dovecotFile{"dovecot.conf", conf, 0o644})...)
+	runDovecot(t, bin, dir, "unix", d.Socket, "auth socket")
+	return d
 }
 
 // Log returns Dovecot's log so far.
-func (d *Dovecot) Log(t testing.TB) string {
-	t.Helper()
-	b, err := os.ReadFile(d.LogPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
+func (d *Dovecot) Log(t testing.TB) string { return dovecotLog(t, d.LogPath) }

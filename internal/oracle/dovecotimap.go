@@ -2,16 +2,11 @@ package oracle
 
 import (
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 )
 
 // DovecotIMAPOptions configure a private Dovecot IMAP server.
@@ -63,181 +58,55 @@ type DovecotIMAP struct {
 // test locally and fails it under CI.
 func StartDovecotIMAP(t testing.TB, opts DovecotIMAPOptions) *DovecotIMAP {
 	t.Helper()
-	bin := Require(t, "dovecot")
-	if _, err := os.Stat("/usr/lib/dovecot/imap"); err != nil {
-		Unavailable(t, "oracle: Dovecot's imap is not installed (dovecot-imapd)")
-	}
 	if opts.Passwd == "" {
 		t.Fatal("oracle: DovecotIMAPOptions.Passwd is required")
 	}
 	if opts.MailLocation == "" {
 		opts.MailLocation = "maildir:~/Maildir"
 	}
-	// A short directory: socket paths under base_dir are limited to 108
-	// bytes.
-	dir, err := os.MkdirTemp("", "dvi")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	uid, gid := os.Getuid(), os.Getgid()
-	if uid == 0 {
-		nobody, err := user.Lookup("nobody")
-		if err != nil {
-			t.Fatalf("oracle: running as root needs user nobody: %v", err)
-		}
-		uid, _ = strconv.Atoi(nobody.Uid)
-		gid, _ = strconv.Atoi(nobody.Gid)
-	}
-	port, sport := claimTestPort(t), 0
-	ssl := "ssl = no\n"
-	if opts.CertFile != "" {
-		sport = claimTestPort(t)
-		ssl = fmt.Sprintf("ssl = yes\nssl_cert = <%s\nssl_key = <%s\n", opts.CertFile, opts.KeyFile)
-	}
-	yn := "no"
-	if opts.DisablePlaintextAuth {
-		yn = "yes"
-	}
-	listeners := fmt.Sprintf("  inet_listener imap {\n    address = 127.0.0.1\n    port = %d\n  }\n", port)
-	if sport != 0 {
-		listeners += fmt.Sprintf("  inet_listener imaps {\n    address = 127.0.0.1\n    port = %d\n    ssl = yes\n  }\n", sport)
-	} else {
-		listeners += "  inet_listener imaps {\n    port = 0\n  }\n"
-	}
-	var imapService, imapProtocol string
+	var extra string
 	if opts.ProcessLimit > 0 {
 		// Every session also holds connections to the log, config and
 		// anvil services: raise their client limits with it.
-		imapService = fmt.Sprintf("default_client_limit = %d\nservice imap {\n  process_limit = %d\n}\n", 2*opts.ProcessLimit+200, opts.ProcessLimit)
+		extra += fmt.Sprintf("default_client_limit = %d\nservice imap {\n  process_limit = %d\n}\n", 2*opts.ProcessLimit+200, opts.ProcessLimit)
 	}
 	if opts.MaxUserIPConnections > 0 {
-		imapProtocol = fmt.Sprintf("protocol imap {\n  mail_max_userip_connections = %d\n}\n", opts.MaxUserIPConnections)
+		extra += fmt.Sprintf("protocol imap {\n  mail_max_userip_connections = %d\n}\n", opts.MaxUserIPConnections)
 	}
-	conf := fmt.Sprintf(`base_dir = %[1]s/run
-state_dir = %[1]s/state
-log_path = %[1]s/log
-protocols = imap
-listen = 127.0.0.1
-%[2]sdisable_plaintext_auth = %[3]s
-auth_mechanisms = plain login
-auth_failure_delay = 0
-default_internal_user = dovecot
-default_internal_group = dovecot
-default_login_user = dovenull
-first_valid_uid = 1
-mail_location = %[4]s
-passdb {
-  driver = passwd-file
-  args = %[1]s/passwd
-}
-userdb {
-  driver = static
-  args = uid=%[5]d gid=%[6]d home=%[1]s/home/%%u
-}
-service imap-login {
-%[7]s}
-service anvil {
-  chroot =
-}
-%[8]s%[9]s%[10]s
-`, dir, ssl, yn, opts.MailLocation, uid, gid, listeners, imapService, imapProtocol, opts.Extra)
-	if err := os.WriteFile(filepath.Join(dir, "dovecot.conf"), []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "passwd"), []byte(opts.Passwd), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	for _, sub := range []string{"run", "state", "home"} {
-		if err := os.Mkdir(filepath.Join(dir, sub), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	d := &DovecotIMAP{Dir: dir, Addr: fmt.Sprintf("127.0.0.1:%d", port), LogPath: filepath.Join(dir, "log"), UID: uid, GID: gid}
-	if sport != 0 {
-		d.TLSAddr = fmt.Sprintf("127.0.0.1:%d", sport)
-	}
+	m := startDovecotMail(t, dovecotMailConfig{
+		proto: "imap", prefix: "dvi",
+		passwd: opts.Passwd, mailLocation: opts.MailLocation,
+		certFile: opts.CertFile, keyFile: opts.KeyFile,
+		disablePlaintextAuth: opts.DisablePlaintextAuth,
+		extra:                extra + opts.Extra,
+	})
+	d := &DovecotIMAP{Dir: m.dir, Addr: m.addr, TLSAddr: m.tlsAddr, LogPath: m.logPath, UID: m.uid, GID: m.gid, Pid: m.pid}
+	// The homes: made before any client can log in, as the caller has
+	// not had the address yet.
 	for _, l := range strings.Split(opts.Passwd, "\n") {
 		name, _, ok := strings.Cut(l, ":")
 		if !ok || name == "" || strings.ContainsAny(name, "/\x00") || name == "." || name == ".." {
 			continue
 		}
-		h := filepath.Join(dir, "home", name)
+		h := d.Home(name)
 		if err := os.MkdirAll(h, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Lchown(h, uid, gid); err != nil {
+		if err := os.Lchown(h, d.UID, d.GID); err != nil {
 			t.Fatal(err)
 		}
 	}
-	cmd := exec.Command(bin, "-F", "-c", filepath.Join(dir, "dovecot.conf"))
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start dovecot: %v", err)
-	}
-	d.Pid = cmd.Process.Pid
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		// The whole process group: an imap process whose client is still
-		// connected would otherwise hold the master for 10 seconds.
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
-	})
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		if c, err := net.Dial("tcp", d.Addr); err == nil {
-			c.Close()
-			return d
-		}
-		select {
-		case <-exited:
-			log, _ := os.ReadFile(d.LogPath)
-			t.Fatalf("dovecot exited: %s\n%s", out.String(), log)
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(d.LogPath)
-			t.Fatalf("dovecot's imap listener did not come up: %s\n%s", out.String(), log)
-		}
-	}
+	return d
 }
 
 // Home is the home directory of user (DIR/home/USER).
 func (d *DovecotIMAP) Home(user string) string { return filepath.Join(d.Dir, "home", user) }
 
 // Chown gives the tree at path to the mail user (d.UID, d.GID).
-func (d *DovecotIMAP) Chown(t testing.TB, path string) {
-	t.Helper()
-	err := filepath.Walk(path, func(p string, _ os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(p, d.UID, d.GID)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
+func (d *DovecotIMAP) Chown(t testing.TB, path string) { chownTree(t, path, d.UID, d.GID) }
 
 // Log returns Dovecot's log so far.
-func (d *DovecotIMAP) Log(t testing.TB) string {
-	t.Helper()
-	b, err := os.ReadFile(d.LogPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
+func (d *DovecotIMAP) Log(t testing.TB) string { return dovecotLog(t, d.LogPath) }
 
 // Sessions returns the number of this instance's imap processes (one per
 // logged-in session) and the sums of their resident memory: rss (VmRSS,
