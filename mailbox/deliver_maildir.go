@@ -35,6 +35,10 @@ type MaildirOptions struct {
 	Hub *Hub
 }
 
+// testHookLinked, when set by a test, is called right after the link into
+// new/.
+var testHookLinked func(newPath string)
+
 // tmpSeq makes the tmp/ names of one process unique: Postfix uses one
 // process per delivery and needs only the pid, a Go process delivers from
 // many goroutines at once.
@@ -49,6 +53,12 @@ var tmpSeq atomic.Uint64
 //  3. link it to new/SECONDS.VdevIinoMusec.HOST (device and inode in hex,
 //     microseconds in decimal, from one clock reading taken at the start),
 //     unlink the tmp/ name, fsync new/.
+//
+// The fsync of new/ is shared: deliveries into one Maildir that link
+// while an fsync of new/ runs wait for it and then share the next one,
+// which begins after all their links (as a journal's group commit). Each
+// returns only after an fsync of new/ that began after its own link, and
+// every delivery served by a failed fsync gets its error.
 //
 // It returns the path of the file in new/. On any error nothing is left
 // in tmp/ or new/.
@@ -115,7 +125,13 @@ func DeliverMaildir(ctx context.Context, dir string, r io.Reader, opts MaildirOp
 	if err := os.Link(tmpPath, newPath); err != nil {
 		return "", fmt.Errorf("mailbox: link to %s: %w", newPath, err)
 	}
-	if err := syncDir(newDir); err != nil {
+	if testHookLinked != nil {
+		testHookLinked(newPath)
+	}
+	// The fsync of new/ is shared with concurrent deliveries to this
+	// Maildir (dirsync.go); it begins after the link, so the name is
+	// durable when this returns.
+	if err := syncDirShared(newDir); err != nil {
 		os.Remove(newPath)
 		return "", err
 	}

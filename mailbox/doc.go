@@ -14,7 +14,9 @@
 // counter. The host name is used as is, like Postfix; a caller-supplied
 // name with '/' or ':' (Postfix refuses such host names) is escaped as
 // \057 and \072, the Maildir convention. Unlike Postfix, the directory is
-// fsynced after the link, so an acknowledged message survives a crash.
+// fsynced after the link, so an acknowledged message survives a crash;
+// concurrent deliveries into one new/ share that fsync (each returns after
+// one that began after its own link: dirsync.go).
 //
 // DeliverMbox appends "From SENDER  asctime", the message with mboxo
 // ">From " quoting (only lines beginning "From "), a final newline if
