@@ -20,3 +20,18 @@ func datasync(f *os.File) error {
 		}
 	}
 }
+
+// rename is rename(2) for the commit path's moves. os.Rename would first
+// lstat the new name to refuse a directory there, one failing system call
+// per message; a queue file's new name is never a directory.
+func rename(from, to string) error {
+	for {
+		err := syscall.Rename(from, to)
+		if err != syscall.EINTR {
+			if err != nil {
+				return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
+			}
+			return nil
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"hash/crc32"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/postkit-mail/postkit/cleanup"
@@ -40,9 +41,6 @@ func (q *Queue) Create(ctx context.Context, arrival time.Time) (cleanup.File, er
 		}
 	}
 	fi, err := f.Stat()
-	if err == nil {
-		_, err = f.Write(makeHeader(0))
-	}
 	if err != nil {
 		f.Close()
 		os.Remove(tmp)
@@ -51,10 +49,36 @@ func (q *Queue) Create(ctx context.Context, arrival time.Time) (cleanup.File, er
 	if arrival.IsZero() {
 		arrival = q.clock.Now()
 	}
+	// The header's place goes through the write buffer with the content
+	// (no write of its own); Commit writes the real header over it. An
+	// empty 32 KiB buffer takes it without error.
+	w := newFileWriter(f)
+	_, _ = w.Write(makeHeader(0))
 	return &File{
 		q: q, f: f, tmp: tmp, id: formatID(created, inodeOf(fi)), arrival: arrival, reused: reused,
-		w: bufio.NewWriterSize(f, 32<<10), crc: crc32.New(castagnoli), split: newBodySplitter(),
+		w: w, crc: crc32.New(castagnoli), split: newBodySplitter(),
 	}, nil
+}
+
+// fileWriters holds the 32 KiB write buffers of queue files between
+// messages: one per message would be a large allocation each time (and
+// garbage collector work) on the accept path.
+var fileWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }}
+
+func newFileWriter(f *os.File) *bufio.Writer {
+	w := fileWriters.Get().(*bufio.Writer)
+	w.Reset(f)
+	return w
+}
+
+// releaseWriter returns the write buffer to fileWriters once the file
+// takes no more writes (Commit or Abort).
+func (f *File) releaseWriter() {
+	if f.w != nil {
+		f.w.Reset(nil)
+		fileWriters.Put(f.w)
+		f.w = nil
+	}
 }
 
 // File is a queue file being written: cleanup.File.
@@ -133,12 +157,16 @@ func (f *File) Commit(ctx context.Context, env *cleanup.Envelope) error {
 	}
 	defer f.q.leave()
 	f.done = true
-	if err := f.commit(env); err != nil {
+	err := f.commit(env)
+	f.releaseWriter()
+	if err != nil {
 		f.cleanup()
 		return fmt.Errorf("queue: committing %s: %w", f.id, err)
 	}
 	f.q.stats.commits.Add(1)
-	f.q.committed(f.id)
+	if !env.Hold {
+		f.q.committed(f.id) // a held message is no work for the scheduler
+	}
 	return nil
 }
 
@@ -196,12 +224,14 @@ func (f *File) commit(env *cleanup.Envelope) error {
 	} else {
 		err = f.q.durable(f.f, f.tmp, final, dirs...)
 	}
-	if _, serr := os.Lstat(final); serr == nil {
-		f.final = final
-	}
 	if err != nil {
+		// Whether the rename happened decides what cleanup removes.
+		if _, serr := os.Lstat(final); serr == nil {
+			f.final = final
+		}
 		return err
 	}
+	f.final = final // durable and submit return nil only once renamed
 	env.QueueID = f.id
 	return f.f.Close()
 }
@@ -225,6 +255,7 @@ func (f *File) Abort() error {
 		return nil
 	}
 	f.done = true
+	f.releaseWriter()
 	f.f.Close()
 	if err := os.Remove(f.tmp); err != nil {
 		return fmt.Errorf("queue: aborting %s: %w", f.id, err)

@@ -22,7 +22,7 @@ type osFS struct{}
 
 func (osFS) Sync(f *os.File) error        { return f.Sync() }
 func (osFS) Datasync(f *os.File) error    { return datasync(f) }
-func (osFS) Rename(from, to string) error { return os.Rename(from, to) }
+func (osFS) Rename(from, to string) error { return rename(from, to) }
 func (osFS) Remove(name string) error     { return os.Remove(name) }
 
 // Stats counts what the queue asked of the disk since Open.

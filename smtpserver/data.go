@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/postkit-mail/postkit/address"
 	"github.com/postkit-mail/postkit/restrictions"
@@ -62,11 +63,25 @@ func (s *session) writeHeaders(w io.Writer) int64 {
 // current message.
 func (s *session) messageWriter() *bufio.Writer {
 	if s.msgBuf == nil {
-		s.msgBuf = bufio.NewWriterSize(s.msg, 32*1024)
-	} else {
-		s.msgBuf.Reset(s.msg)
+		s.msgBuf = msgBufs.Get().(*bufio.Writer)
 	}
+	s.msgBuf.Reset(s.msg)
 	return s.msgBuf
+}
+
+// msgBufs holds the 32 KiB message-stream buffers between sessions: a
+// client that sends one message per connection would otherwise cost a
+// large allocation per message.
+var msgBufs = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32*1024) }}
+
+// releaseMsgBuf returns the session's message buffer to msgBufs when the
+// session ends.
+func (s *session) releaseMsgBuf() {
+	if s.msgBuf != nil {
+		s.msgBuf.Reset(nil)
+		msgBufs.Put(s.msgBuf)
+		s.msgBuf = nil
+	}
 }
 
 func (s *session) cmdData(arg string) (bool, error) {

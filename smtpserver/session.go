@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -71,11 +72,37 @@ func newSession(srv *Server, c net.Conn) *session {
 	ctx, cancel := context.WithCancel(srv.ctx)
 	s := &session{srv: srv, cfg: &srv.cfg, conn: c, ctx: ctx, stop: cancel,
 		counts: map[string]*[2]int{}, lastCmd: "CONNECT", readTimeout: srv.cfg.Timeout}
-	s.br = bufio.NewReaderSize(timedIO{s}, 4096)
+	s.br = sessionReaders.Get().(*bufio.Reader)
+	s.br.Reset(timedIO{s})
 	// Replies are short; 1 KiB holds a pipelined group of them and
 	// keeps an idle session small (BenchmarkIdleConnections).
-	s.bw = bufio.NewWriterSize(timedIO{s}, 1024)
+	s.bw = sessionWriters.Get().(*bufio.Writer)
+	s.bw.Reset(timedIO{s})
 	return s
+}
+
+// sessionReaders and sessionWriters keep the connection buffers of ended
+// sessions for new ones (releaseBuffers): a client that sends one message
+// per connection would otherwise allocate them per message.
+var (
+	sessionReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+	sessionWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 1024) }}
+)
+
+// releaseBuffers hands the session's buffers back when run ends; nothing
+// reads or writes the connection after that.
+func (s *session) releaseBuffers() {
+	s.releaseMsgBuf()
+	if s.br != nil {
+		s.br.Reset(nil)
+		sessionReaders.Put(s.br)
+		s.br = nil
+	}
+	if s.bw != nil {
+		s.bw.Reset(nil)
+		sessionWriters.Put(s.bw)
+		s.bw = nil
+	}
 }
 
 // timedIO is the session's one timeout mechanism: every Read and Write
@@ -159,6 +186,7 @@ func (s *session) updateNamaddr() {
 }
 
 func (s *session) run() {
+	defer s.releaseBuffers() // last: the deferred calls below still use them
 	defer s.stop()
 	defer s.conn.Close()
 	defer s.abortTxn()

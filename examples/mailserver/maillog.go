@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -111,14 +112,28 @@ func (h *progHandler) Handle(ctx context.Context, r slog.Record) error {
 	if t.IsZero() {
 		t = h.m.now()
 	}
-	tag := fmt.Sprintf("postfix/%s[%d]", prog, h.m.pid)
+	// "Mmm dd hh:mm:ss host postfix/prog[pid]: msg", appended into one
+	// buffer: a line is logged several times per message.
+	line := make([]byte, 0, 64+len(h.m.host)+len(prog)+len(msg))
+	line = t.AppendFormat(line, time.Stamp)
+	line = append(line, ' ')
+	line = append(line, h.m.host...)
+	line = append(line, ' ')
 	if h.ident != "" {
-		tag = h.ident
+		line = append(line, h.ident...)
+	} else {
+		line = append(line, "postfix/"...)
+		line = append(line, prog...)
+		line = append(line, '[')
+		line = strconv.AppendInt(line, int64(h.m.pid), 10)
+		line = append(line, ']')
 	}
-	line := fmt.Sprintf("%s %s %s: %s\n", t.Format(time.Stamp), h.m.host, tag, strings.ReplaceAll(msg, "\n", " "))
+	line = append(line, ": "...)
+	line = append(line, strings.ReplaceAll(msg, "\n", " ")...)
+	line = append(line, '\n')
 	h.m.mu.Lock()
 	defer h.m.mu.Unlock()
-	_, err := io.WriteString(h.m.w, line)
+	_, err := h.m.w.Write(line)
 	return err
 }
 
