@@ -31,13 +31,17 @@ type syncJob struct {
 	// rec is a journal record payload (a message copy or a tombstone,
 	// by recKind) to append and fdatasync first, if set; id names a
 	// journaled message.
-	rec      []byte
-	recKind  byte
-	id       string
-	file     *os.File // fsync first, if set
-	from, to string   // then rename, if from is set
-	unlink   string   // or remove this file, if set
-	dirs     []State  // then fsync these directories
+	rec     []byte
+	recKind byte
+	id      string
+	file    *os.File // fsync first, if set
+	// src is the caller's open handle of the file named by from, for a
+	// journaled message that submit sends the direct way instead (so it
+	// need not open the file again); never fsynced through this field.
+	src      *os.File
+	from, to string  // then rename, if from is set
+	unlink   string  // or remove this file, if set
+	dirs     []State // then fsync these directories
 	err      error
 	done     chan struct{}
 }
@@ -152,11 +156,14 @@ func (q *Queue) submit(j *syncJob) error {
 			// what Commit does without group commit (its fsyncs overlap
 			// with the other callers', and the file system shares its
 			// commits among them).
-			f, err := os.Open(j.from)
-			if err != nil {
-				return err
+			f := j.src
+			if f == nil {
+				var err error
+				if f, err = os.Open(j.from); err != nil {
+					return err
+				}
+				defer f.Close()
 			}
-			defer f.Close()
 			d := &syncJob{file: f, from: j.from, to: j.to, dirs: []State{Incoming}}
 			if to := filepath.Dir(j.to); to != q.path(Incoming, "") {
 				d.dirs = append(d.dirs, State(filepath.Base(to)))

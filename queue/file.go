@@ -220,7 +220,7 @@ func (f *File) commit(env *cleanup.Envelope) error {
 			return fmt.Errorf("reading the queue file back: %w", err)
 		}
 		err = f.q.submit(&syncJob{rec: journalMessage(f.id, state, buf), recKind: kindJournalMessage,
-			id: f.id, from: f.tmp, to: final})
+			id: f.id, from: f.tmp, to: final, src: f.f})
 	} else {
 		err = f.q.durable(f.f, f.tmp, final, dirs...)
 	}
