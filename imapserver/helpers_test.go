@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/postkit-mail/postkit/auth"
+	"github.com/postkit-mail/postkit/internal/oracle"
 	"github.com/postkit-mail/postkit/mailbox"
 )
 
@@ -111,10 +112,7 @@ func (e *env) start(t testing.TB, opts Options) (*Server, string) {
 // to onLine (which may act, e.g. deliver mail) and into the result.
 func runClient(t testing.TB, addr, scenario string, onLine func(key, val string)) map[string][]string {
 	t.Helper()
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("python3 not installed")
-	}
+	py := oracle.Require(t, "python3")
 	host, port, _ := net.SplitHostPort(addr)
 	cmd := exec.Command(py, "testdata/client.py", host, port, "alice", "secret", scenario)
 	stdout, err := cmd.StdoutPipe()

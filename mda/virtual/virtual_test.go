@@ -14,6 +14,7 @@ import (
 
 	"github.com/postkit-mail/postkit/cleanup"
 	"github.com/postkit-mail/postkit/config"
+	"github.com/postkit-mail/postkit/internal/oracle"
 	"github.com/postkit-mail/postkit/maps"
 	"github.com/postkit-mail/postkit/mda/virtual"
 	"github.com/postkit-mail/postkit/queue"
@@ -103,10 +104,7 @@ func TestMaildirAndMbox(t *testing.T) {
 }
 
 func TestPythonReadsStores(t *testing.T) {
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("python3 not installed")
-	}
+	py := oracle.Require(t, "python3")
 	a, base := setup(t, "")
 	for i := 0; i < 3; i++ {
 		res := a.Deliver(context.Background(), request("", message, rcpt("bob@v.test", ""), rcpt("carol@v.test", "")))
@@ -236,10 +234,7 @@ func TestMailboxLimit(t *testing.T) {
 // many goroutines at once (the scheduler does); the mbox locks keep the
 // messages whole, and Python's mailbox module finds all of them.
 func TestConcurrentDeliveries(t *testing.T) {
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("python3 not installed")
-	}
+	py := oracle.Require(t, "python3")
 	a, base := setup(t, "")
 	const n = 16
 	errs := make(chan string, 2*n)
