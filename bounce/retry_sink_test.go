@@ -22,7 +22,6 @@ import (
 	"net/smtp"
 	"net/textproto"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -36,41 +35,6 @@ import (
 	"github.com/postkit-mail/postkit/internal/oracle"
 	"github.com/postkit-mail/postkit/queue"
 )
-
-// startSMTPSink runs Postfix's smtp-sink on a loopback port with the given
-// flags and returns its address.
-func startSMTPSink(t *testing.T, flags ...string) string {
-	t.Helper()
-	bin := oracle.Require(t, "smtp-sink")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	args := slices.Clone(flags)
-	if os.Geteuid() == 0 {
-		args = append(args, "-u", "nobody") // smtp-sink refuses to run as root
-	}
-	args = append(args, addr, "64")
-	cmd := exec.Command(bin, args...)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			return addr
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("smtp-sink did not start on %s: %v", addr, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // attempt is one Deliver call: when (by the fake clock), which message,
 // where.
@@ -383,12 +347,12 @@ func TestRetriesAndNoticesAgainstSMTPSink(t *testing.T) {
 	)
 	hops := map[string]string{
 		"sender.test":   "capture",
-		"ok.test":       startSMTPSink(t),
-		"rcpt4xx.test":  startSMTPSink(t, "-r", "RCPT"),
-		"rcpt5xx.test":  startSMTPSink(t, "-f", "RCPT"),
-		"data4xx.test":  startSMTPSink(t, "-r", "DATA"),
-		"dot4xx.test":   startSMTPSink(t, "-r", "."),
-		"greet421.test": startSMTPSink(t, "-Q", "CONNECT"),
+		"ok.test":       oracle.StartSMTPSink(t),
+		"rcpt4xx.test":  oracle.StartSMTPSink(t, "-r", "RCPT"),
+		"rcpt5xx.test":  oracle.StartSMTPSink(t, "-f", "RCPT"),
+		"data4xx.test":  oracle.StartSMTPSink(t, "-r", "DATA"),
+		"dot4xx.test":   oracle.StartSMTPSink(t, "-r", "."),
+		"greet421.test": oracle.StartSMTPSink(t, "-Q", "CONNECT"),
 	}
 	hops["softsender.test"] = hops["rcpt4xx.test"] // dave's mailbox defers
 	route := queue.RouterFunc(func(_ context.Context, _ *cleanup.Envelope, rcpt string) (queue.Route, error) {

@@ -6,8 +6,6 @@ import (
 	"io"
 	"net"
 	"net/textproto"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -126,49 +124,14 @@ func (smtpDeliverer) Deliver(ctx context.Context, d *Delivery) []Result {
 	return all(Result{Outcome: Delivered, DSN: dsn(code, msg), Reason: fmt.Sprintf("%d %s", code, msg), Conn: conn, Xfer: xfer})
 }
 
-// startSink runs Postfix's smtp-sink on a loopback port with extra
-// flags and returns its address.
-func startSink(t *testing.T, flags ...string) string {
-	t.Helper()
-	bin := oracle.Require(t, "smtp-sink")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	args := append([]string{}, flags...)
-	if os.Geteuid() == 0 {
-		args = append(args, "-u", "nobody") // smtp-sink refuses to run as root
-	}
-	args = append(args, addr, "256")
-	cmd := exec.Command(bin, args...)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			return addr
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("smtp-sink did not start on %s: %v", addr, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // TestSchedulerAgainstSMTPSink delivers a few hundred messages over real
 // sockets to Postfix's smtp-sink: one sink accepts, one answers 4xx to
 // RCPT (-r), one 5xx (-f), and one port has no server (a dead
 // destination).
 func TestSchedulerAgainstSMTPSink(t *testing.T) {
-	ok := startSink(t)
-	soft := startSink(t, "-r", "RCPT")
-	hard := startSink(t, "-f", "RCPT")
+	ok := oracle.StartSMTPSink(t)
+	soft := oracle.StartSMTPSink(t, "-r", "RCPT")
+	hard := oracle.StartSMTPSink(t, "-f", "RCPT")
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	down := l.Addr().String()
 	l.Close()
