@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/postkit-mail/postkit/address"
 	"github.com/postkit-mail/postkit/queue"
 )
 
@@ -24,7 +25,7 @@ func Discard() queue.Deliverer {
 		for i, r := range d.Recipients {
 			why := d.Nexthop
 			if why == "" {
-				why = domainOf(r.Addr)
+				why = address.Split(r.Addr).Domain
 			}
 			out[i] = queue.Result{Outcome: queue.Delivered, DSN: "2.0.0", Relay: "none", Reason: why}
 		}
@@ -100,14 +101,6 @@ func dsnLen(s string) int {
 		}
 	}
 	return i
-}
-
-// domainOf returns the part of addr after its last '@', or "".
-func domainOf(addr string) string {
-	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
-		return addr[i+1:]
-	}
-	return ""
 }
 
 func quote(s string) string { return strconv.Quote(s) }

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/postkit-mail/postkit/address"
 )
 
 // Envelope is one mail transaction.
@@ -165,43 +167,12 @@ func xtext(s string) string {
 }
 
 // quoteAddr turns an internal-form address (unquoted local part) into the
-// RFC 5321 form: the local part is quoted when it is not a dot-atom.
+// RFC 5321 form; the null address stays empty.
 func quoteAddr(addr string) string {
-	at := strings.LastIndexByte(addr, '@')
-	if at < 0 {
-		at = len(addr)
+	if addr == "" {
+		return ""
 	}
-	local := addr[:at]
-	if local == "" || isDotAtom(local) {
-		return addr
-	}
-	var b strings.Builder
-	b.WriteByte('"')
-	for i := 0; i < len(local); i++ {
-		if local[i] == '"' || local[i] == '\\' {
-			b.WriteByte('\\')
-		}
-		b.WriteByte(local[i])
-	}
-	b.WriteByte('"')
-	b.WriteString(addr[at:])
-	return b.String()
-}
-
-func isDotAtom(s string) bool {
-	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		ch := s[i]
-		if ch >= 0x80 || ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '.' {
-			continue
-		}
-		if !strings.ContainsRune("!#$%&'*+-/=?^_`{|}~", rune(ch)) {
-			return false
-		}
-	}
-	return true
+	return address.Quote(addr)
 }
 
 func nonASCII(s string) bool {

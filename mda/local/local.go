@@ -505,10 +505,8 @@ func (x *run) recipient(ctx context.Context, at attr) {
 	if at.delivered == "" {
 		at.delivered = at.rcpt
 	}
-	at.local, at.domain = lc, ""
-	if i := strings.LastIndexByte(lc, '@'); i >= 0 {
-		at.local, at.domain = lc[:i], lc[i+1:]
-	}
+	parts := address.Split(lc)
+	at.local, at.domain = parts.Local, parts.Domain
 	at.user, at.ext, at.delim = at.local, "", ""
 	if x.a.p.delims != "" {
 		user, ext := address.SplitExtension(at.local, x.a.p.delims, x.a.p.split)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/postkit-mail/postkit/address"
 	"github.com/postkit-mail/postkit/config"
+	"github.com/postkit-mail/postkit/mailbox"
 	"github.com/postkit-mail/postkit/mda"
 	"github.com/postkit-mail/postkit/queue"
 )
@@ -548,7 +549,7 @@ func (a *Agent) copy(w io.Writer, d *queue.Delivery, r io.Reader) error {
 	eol := a.eol
 	sender := d.Envelope.Sender
 	if a.flags.FromLine {
-		bw.WriteString(mailboxFromLine(sender, a.opts.Now()) + eol)
+		bw.WriteString(mailbox.FromLine(sender, a.opts.Now()) + eol)
 	}
 	if a.flags.ReturnPath {
 		bw.WriteString("Return-Path: <" + quoteAddr(sender) + ">" + eol)
@@ -635,15 +636,6 @@ func (a *Agent) copyRest(bw *bufio.Writer, br *bufio.Reader, eol string) error {
 type readError struct{ err error }
 
 func (e readError) Error() string { return "read message: " + e.err.Error() }
-
-// mailboxFromLine is "From sender  asctime" (MAILER-DAEMON for <>).
-func mailboxFromLine(sender string, t time.Time) string {
-	s := "MAILER-DAEMON"
-	if sender != "" {
-		s = address.Quote(sender)
-	}
-	return "From " + s + "  " + t.Format("Mon Jan _2 15:04:05 2006")
-}
 
 func quoteAddr(a string) string {
 	if a == "" {

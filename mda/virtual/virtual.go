@@ -68,6 +68,9 @@ type Agent struct {
 	opts Options
 	// asRoot: files are created as the recipient's uid/gid.
 	asRoot bool
+	// keys is the lookup strategy of all three tables (user+ext@domain,
+	// user@domain, @domain), made once from cfg.Delimiter.
+	keys maps.AddressStrategy
 }
 
 var _ queue.Deliverer = (*Agent)(nil)
@@ -129,7 +132,7 @@ func New(c Config, opts Options) (*Agent, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Agent{cfg: c, opts: opts, asRoot: os.Geteuid() == 0}, nil
+	return &Agent{cfg: c, opts: opts, asRoot: os.Geteuid() == 0, keys: maps.MappingStrategy(c.Delimiter, nil)}, nil
 }
 
 // Relay is the relay= of virtual's log lines.
@@ -166,8 +169,7 @@ func (a *Agent) deliverOne(ctx context.Context, d *queue.Delivery, r queue.Recip
 	lower := strings.ToLower(r.Addr)
 	// virtual/mailbox.c: the key is the whole address folded to lower
 	// case; keys user+ext@domain, user@domain, @domain.
-	strategy := maps.MappingStrategy(a.cfg.Delimiter, nil)
-	res, ok, err := a.cfg.Mailboxes.FindAddress(ctx, lower, strategy)
+	res, ok, err := a.cfg.Mailboxes.FindAddress(ctx, lower, a.keys)
 	if err != nil {
 		a.warn(d, fmt.Sprintf("table virtual_mailbox_maps: lookup %s: %v", lower, err))
 		return configError
@@ -250,7 +252,7 @@ func (a *Agent) deliverOne(ctx context.Context, d *queue.Delivery, r queue.Recip
 // id looks up a uid or gid for addr; ok is false (and a warning logged)
 // when it is missing, not a number, or below min.
 func (a *Agent) id(ctx context.Context, d *queue.Delivery, param string, l maps.List, addr string, min int) (int, bool) {
-	res, ok, err := l.FindAddress(ctx, addr, maps.MappingStrategy(a.cfg.Delimiter, nil))
+	res, ok, err := l.FindAddress(ctx, addr, a.keys)
 	if err != nil {
 		a.warn(d, fmt.Sprintf("table %s: lookup %s: %v", param, addr, err))
 		return 0, false
