@@ -35,9 +35,9 @@ type syncJob struct {
 	recKind byte
 	id      string
 	file    *os.File // fsync first, if set
-	// src is the caller's open handle of the file named by from, for a
-	// journaled message that submit sends the direct way instead (so it
-	// need not open the file again); never fsynced through this field.
+	// src is the caller's open handle of the file named by from; a
+	// journaled message must set it, for submit may send it the direct
+	// way instead. Never fsynced through this field.
 	src      *os.File
 	from, to string  // then rename, if from is set
 	unlink   string  // or remove this file, if set
@@ -156,15 +156,7 @@ func (q *Queue) submit(j *syncJob) error {
 			// what Commit does without group commit (its fsyncs overlap
 			// with the other callers', and the file system shares its
 			// commits among them).
-			f := j.src
-			if f == nil {
-				var err error
-				if f, err = os.Open(j.from); err != nil {
-					return err
-				}
-				defer f.Close()
-			}
-			d := &syncJob{file: f, from: j.from, to: j.to, dirs: []State{Incoming}}
+			d := &syncJob{file: j.src, from: j.from, to: j.to, dirs: []State{Incoming}}
 			if to := filepath.Dir(j.to); to != q.path(Incoming, "") {
 				d.dirs = append(d.dirs, State(filepath.Base(to)))
 			}

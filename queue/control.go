@@ -23,6 +23,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/postkit-mail/postkit/address"
 )
 
 // AdminOp is one of postsuper's message operations.
@@ -521,8 +523,7 @@ func (s *Scheduler) FlushSite(ctx context.Context, site string) (int, error) {
 		}
 		match := false
 		for _, i := range m.Pending() {
-			addr := m.Envelope.Recipients[i].Addr
-			if at := strings.LastIndexByte(addr, '@'); at >= 0 && strings.EqualFold(addr[at+1:], site) {
+			if strings.EqualFold(address.Split(m.Envelope.Recipients[i].Addr).Domain, site) {
 				match = true
 				break
 			}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/postkit-mail/postkit/address"
 	"github.com/postkit-mail/postkit/cleanup"
 )
 
@@ -121,8 +122,8 @@ func (f RouterFunc) Route(ctx context.Context, env *cleanup.Envelope, rcpt strin
 func DomainRouter(transport string) Router {
 	return RouterFunc(func(_ context.Context, _ *cleanup.Envelope, rcpt string) (Route, error) {
 		host := "localhost"
-		if i := strings.LastIndexByte(rcpt, '@'); i >= 0 && i < len(rcpt)-1 {
-			host = strings.ToLower(rcpt[i+1:])
+		if d := address.Split(rcpt).Domain; d != "" {
+			host = strings.ToLower(d)
 		}
 		return Route{Transport: transport, Nexthop: host}, nil
 	})

@@ -197,9 +197,10 @@ func (f *File) commit(env *cleanup.Envelope) error {
 	if _, err := f.f.WriteAt(makeHeader(f.n), 0); err != nil {
 		return fmt.Errorf("writing the header: %w", err)
 	}
+	size := headerSize + f.n + int64(recordOverhead+len(payload))
 	if f.reused {
 		// A spare's old content may go on past the new end.
-		if err := f.f.Truncate(headerSize + f.n + int64(recordOverhead+len(payload))); err != nil {
+		if err := f.f.Truncate(size); err != nil {
 			return fmt.Errorf("writing the queue file: %w", err)
 		}
 	}
@@ -212,7 +213,7 @@ func (f *File) commit(env *cleanup.Envelope) error {
 	if state != Incoming {
 		dirs = append(dirs, state) // the temporary name's removal and the new name
 	}
-	if size := headerSize + f.n + int64(recordOverhead+len(payload)); f.q.commitCh != nil && size <= journalMaxMessage {
+	if f.q.commitCh != nil && size <= journalMaxMessage {
 		// Group commit: a copy in the journal makes it durable (see
 		// journal.go); the file itself is synced at the next checkpoint.
 		buf := make([]byte, size)

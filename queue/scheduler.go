@@ -894,7 +894,7 @@ func (s *Scheduler) deliver(j *job) (res []Result) {
 			res[i] = Result{Outcome: Delayed, DSN: "4.3.0", Reason: "delivery agent returned no status"}
 		}
 		if res[i].DSN == "" {
-			res[i].DSN = map[Outcome]string{Delivered: "2.0.0", Delayed: "4.0.0", Failed: "5.0.0"}[res[i].Outcome]
+			res[i].DSN = defaultDSN[res[i].Outcome]
 		}
 	}
 	return res
@@ -919,6 +919,9 @@ func (s *Scheduler) opener(m *activeMsg) func() (io.ReadCloser, error) {
 }
 
 var statusWords = map[Outcome]string{Delivered: "sent", Delayed: "deferred", Failed: "bounced"}
+
+// defaultDSN is the RFC 3463 status of a Result that names none.
+var defaultDSN = map[Outcome]string{Delivered: "2.0.0", Delayed: "4.0.0", Failed: "5.0.0"}
 
 // logStatus writes the delivery status line (spec §8.7).
 func (s *Scheduler) logStatus(m *activeMsg, r Recipient, res Result, j *job) {
