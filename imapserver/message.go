@@ -3,7 +3,6 @@ package imapserver
 import (
 	"bufio"
 	"io"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -32,30 +31,6 @@ func toCRLF(b []byte) []byte {
 		out = append(out, c)
 	}
 	return out
-}
-
-// crlfSize counts the bytes of r served with CRLF line ends.
-func crlfSize(r io.Reader) (int64, error) {
-	br := bufio.NewReaderSize(r, 32<<10)
-	var n int64
-	var prev byte
-	buf := make([]byte, 32<<10)
-	for {
-		k, err := br.Read(buf)
-		for _, c := range buf[:k] {
-			if c == '\n' && prev != '\r' {
-				n++
-			}
-			prev = c
-		}
-		n += int64(k)
-		if err == io.EOF {
-			return n, nil
-		}
-		if err != nil {
-			return 0, err
-		}
-	}
 }
 
 // lfWriter converts CRLF to LF on the way to the Maildir (APPEND). A CR
@@ -93,21 +68,6 @@ func (l *lfWriter) flush() error {
 		return err
 	}
 	return nil
-}
-
-// vsizeFromKey reads Dovecot's ",W=<size>" (the CRLF size) from a
-// Maildir file name, when a Dovecot delivery wrote one.
-func vsizeFromKey(key string) (int64, bool) {
-	i := strings.Index(key, ",W=")
-	if i < 0 {
-		return 0, false
-	}
-	s := key[i+3:]
-	if j := strings.IndexAny(s, ",:"); j >= 0 {
-		s = s[:j]
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	return n, err == nil && n >= 0
 }
 
 // infoCache keeps, per message file (Maildir path + key, immutable

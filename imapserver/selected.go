@@ -780,7 +780,7 @@ func (s *Server) readMessage(ctx context.Context, md *mailbox.Maildir, m mailbox
 
 // messageSize is RFC822.SIZE: the size with CRLF line ends.
 func (s *Server) messageSize(ctx context.Context, md *mailbox.Maildir, m mailbox.Message) (int64, error) {
-	if n, ok := vsizeFromKey(m.Key); ok {
+	if n, ok := mailbox.KeyVSize(m.Key); ok {
 		return n, nil
 	}
 	k := cacheKey(md, m)
@@ -792,7 +792,7 @@ func (s *Server) messageSize(ctx context.Context, md *mailbox.Maildir, m mailbox
 		return 0, err
 	}
 	defer f.Close()
-	n, err := crlfSize(f)
+	n, err := mailbox.CRLFSize(f)
 	if err != nil {
 		return 0, err
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -158,35 +157,13 @@ func (se *session) loggedIn(user, method string) error {
 	return nil
 }
 
-// mailRoot finds the user's Maildir++ root.
+// mailRoot finds the user's Maildir++ root: Options.MailRoot, else
+// auth.MaildirPath (the POP3 server's default too).
 func (s *Server) mailRoot(ctx context.Context, u auth.User) (string, error) {
 	if s.opts.MailRoot != nil {
 		return s.opts.MailRoot(ctx, u)
 	}
-	if loc, ok := strings.CutPrefix(u.Mail, "maildir:"); ok {
-		if i := strings.IndexByte(loc, ':'); i >= 0 {
-			loc = loc[:i] // drop ":INDEX=..." and other options
-		}
-		local, domain, _ := strings.Cut(u.Name, "@")
-		loc = strings.NewReplacer("%u", u.Name, "%n", local, "%d", domain, "%%", "%").Replace(loc)
-		if rest, ok := strings.CutPrefix(loc, "~"); ok {
-			if u.Home == "" {
-				return "", fmt.Errorf("mail location %q needs a home directory", u.Mail)
-			}
-			loc = u.Home + rest
-		}
-		if !filepath.IsAbs(loc) {
-			return "", fmt.Errorf("mail location %q is not absolute", u.Mail)
-		}
-		return filepath.Clean(loc), nil
-	}
-	if u.Mail != "" {
-		return "", fmt.Errorf("unsupported mail location %q (maildir only)", u.Mail)
-	}
-	if u.Home == "" || !filepath.IsAbs(u.Home) {
-		return "", fmt.Errorf("user %s has no absolute home directory", u.Name)
-	}
-	return filepath.Join(u.Home, "Maildir"), nil
+	return auth.MaildirPath(u)
 }
 
 // AuthenticateMechanisms lists the SASL mechanisms (auth_mechanisms).

@@ -115,6 +115,7 @@
 // of directory renames, not atomic for a folder with children; the
 // subscriptions file is rewritten without a lock; an mbox that is a
 // symbolic link is refused (O_NOFOLLOW; Postfix allows root-owned links).
-// Message.Size counts LF line ends: IMAP's RFC822.SIZE (CRLF) is the
-// server's to compute. Unix only (Linux tested).
+// Message.Size counts LF line ends: IMAP's RFC822.SIZE and POP3's sizes
+// (CRLF) come from CRLFSize, or KeyVSize when a Dovecot delivery put
+// ",W=" in the name. Unix only (Linux tested).
 package mailbox

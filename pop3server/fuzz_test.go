@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"github.com/postkit-mail/postkit/mailbox"
 )
 
 // FuzzParseCommand: any line parses or fails cleanly; a parsed command
@@ -69,7 +71,7 @@ func FuzzWriteMessage(f *testing.F) {
 		if lines >= 0 {
 			return
 		}
-		vs, _ := countVirtual(strings.NewReader(msg))
+		vs, _ := mailbox.CRLFSize(strings.NewReader(msg))
 		unstuffed := plain.String()
 		want := unstuffed
 		if !strings.HasSuffix(msg, "\n") && msg != "" {

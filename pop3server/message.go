@@ -7,9 +7,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
+
+	"github.com/postkit-mail/postkit/mailbox"
 )
 
 // POP3 sizes are of the message as sent: every line ends with CRLF (RFC
@@ -27,7 +27,7 @@ import (
 // reopen is used when the file is gone from path: its flags changed since
 // the listing, so it has another name now.
 func virtualSize(path, key string, reopen func() (*os.File, error)) (int64, error) {
-	if w, ok := keyField(key, 'W'); ok {
+	if w, ok := mailbox.KeyVSize(key); ok {
 		return w, nil
 	}
 	cacheKey := filepath.Dir(filepath.Dir(path)) + "\x00" + key
@@ -42,54 +42,12 @@ func virtualSize(path, key string, reopen func() (*os.File, error)) (int64, erro
 		return 0, err
 	}
 	defer f.Close()
-	n, err := countVirtual(f)
+	n, err := mailbox.CRLFSize(f)
 	if err != nil {
 		return 0, err
 	}
 	sizes.put(cacheKey, n)
 	return n, nil
-}
-
-// keyField finds ",<c>=<digits>" in a Maildir key (Dovecot's S= and W=).
-func keyField(key string, c byte) (int64, bool) {
-	for _, part := range strings.Split(key, ",")[1:] {
-		if len(part) > 2 && part[0] == c && part[1] == '=' {
-			if n, err := strconv.ParseInt(part[2:], 10, 64); err == nil && n >= 0 {
-				return n, true
-			}
-		}
-	}
-	return 0, false
-}
-
-// countVirtual counts the bytes of r with every bare LF counted as CRLF.
-func countVirtual(r io.Reader) (int64, error) {
-	buf := make([]byte, 32*1024)
-	var n int64
-	lastCR := false
-	for {
-		k, err := r.Read(buf)
-		b := buf[:k]
-		n += int64(k)
-		for len(b) > 0 {
-			i := bytes.IndexByte(b, '\n')
-			if i < 0 {
-				lastCR = b[len(b)-1] == '\r'
-				break
-			}
-			if i == 0 && !lastCR || i > 0 && b[i-1] != '\r' {
-				n++
-			}
-			lastCR = false
-			b = b[i+1:]
-		}
-		if err == io.EOF {
-			return n, nil
-		}
-		if err != nil {
-			return 0, err
-		}
-	}
 }
 
 // sizeCache remembers virtual sizes by Maildir and key; it is cleared

@@ -88,7 +88,7 @@ func (s *server) mailRoot(ctx context.Context, u auth.User) (string, error) {
 			u.Mail = "maildir:~/" + strings.TrimSuffix(hm, "/")
 		}
 	}
-	return pop3server.DefaultMailboxPath(ctx, u)
+	return auth.MaildirPath(u)
 }
 
 // startAccess builds the IMAP and POP3 servers and opens their listeners.
